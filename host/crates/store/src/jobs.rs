@@ -1,0 +1,174 @@
+//! Job records: one row per prompt the host accepted, updated as it runs.
+
+use rusqlite::{OptionalExtension, Row, params};
+use serde::{Deserialize, Serialize};
+
+use crate::{Store, StoreError};
+
+/// One row of `jobs`. JSON columns are opaque text owned by the caller.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JobRecord {
+    pub prompt_id: String,
+    pub client_id: Option<String>,
+    pub user_id: Option<String>,
+    /// `local`, `backend`, `serverless`, `reject`.
+    pub route: Option<String>,
+    /// Backend or endpoint name.
+    pub backend: Option<String>,
+    /// `queued`, `running`, `succeeded`, `failed`, `interrupted`, ...
+    pub status: String,
+    pub submitted_ms: i64,
+    pub started_ms: Option<i64>,
+    pub finished_ms: Option<i64>,
+    pub error_json: Option<String>,
+    pub workflow_json: Option<String>,
+    pub original_workflow_json: Option<String>,
+}
+
+const COLUMNS: &str = "prompt_id, client_id, user_id, route, backend, status, submitted_ms, started_ms, finished_ms, error_json, workflow_json, original_workflow_json";
+
+impl JobRecord {
+    fn from_row(r: &Row<'_>) -> rusqlite::Result<Self> {
+        Ok(Self {
+            prompt_id: r.get(0)?,
+            client_id: r.get(1)?,
+            user_id: r.get(2)?,
+            route: r.get(3)?,
+            backend: r.get(4)?,
+            status: r.get(5)?,
+            submitted_ms: r.get(6)?,
+            started_ms: r.get(7)?,
+            finished_ms: r.get(8)?,
+            error_json: r.get(9)?,
+            workflow_json: r.get(10)?,
+            original_workflow_json: r.get(11)?,
+        })
+    }
+}
+
+impl Store {
+    /// Inserts a job or updates it. On update, `status` always takes the new value, and every
+    /// optional column takes the new value only when it is `Some`, so a later partial record
+    /// (e.g. status + `finished_ms`) never erases what an earlier one set. `submitted_ms` keeps
+    /// its first value.
+    pub fn upsert_job(&self, job: &JobRecord) -> Result<(), StoreError> {
+        self.conn().execute(
+            "INSERT INTO jobs (prompt_id, client_id, user_id, route, backend, status, submitted_ms,
+                               started_ms, finished_ms, error_json, workflow_json, original_workflow_json)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)
+             ON CONFLICT(prompt_id) DO UPDATE SET
+                client_id = COALESCE(excluded.client_id, jobs.client_id),
+                user_id = COALESCE(excluded.user_id, jobs.user_id),
+                route = COALESCE(excluded.route, jobs.route),
+                backend = COALESCE(excluded.backend, jobs.backend),
+                status = excluded.status,
+                started_ms = COALESCE(excluded.started_ms, jobs.started_ms),
+                finished_ms = COALESCE(excluded.finished_ms, jobs.finished_ms),
+                error_json = COALESCE(excluded.error_json, jobs.error_json),
+                workflow_json = COALESCE(excluded.workflow_json, jobs.workflow_json),
+                original_workflow_json = COALESCE(excluded.original_workflow_json, jobs.original_workflow_json)",
+            params![
+                job.prompt_id,
+                job.client_id,
+                job.user_id,
+                job.route,
+                job.backend,
+                job.status,
+                job.submitted_ms,
+                job.started_ms,
+                job.finished_ms,
+                job.error_json,
+                job.workflow_json,
+                job.original_workflow_json
+            ],
+        )?;
+        Ok(())
+    }
+
+    /// The job with this prompt id.
+    pub fn job(&self, prompt_id: &str) -> Result<Option<JobRecord>, StoreError> {
+        let row = self
+            .conn()
+            .query_row(
+                &format!("SELECT {COLUMNS} FROM jobs WHERE prompt_id = ?1"),
+                [prompt_id],
+                JobRecord::from_row,
+            )
+            .optional()?;
+        Ok(row)
+    }
+
+    /// Newest jobs first (by submission time), optionally only one user's.
+    pub fn recent_jobs(
+        &self,
+        user_id: Option<&str>,
+        limit: u32,
+    ) -> Result<Vec<JobRecord>, StoreError> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare(&format!(
+            "SELECT {COLUMNS} FROM jobs WHERE (?1 IS NULL OR user_id = ?1)
+             ORDER BY submitted_ms DESC, prompt_id LIMIT ?2"
+        ))?;
+        let rows = stmt
+            .query_map(params![user_id, limit], JobRecord::from_row)?
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(rows)
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn upsert_merges_partial_updates() {
+        let s = Store::open_in_memory().unwrap();
+        s.upsert_job(&JobRecord {
+            prompt_id: "p1".into(),
+            client_id: Some("c".into()),
+            user_id: Some("u1".into()),
+            route: Some("local".into()),
+            status: "queued".into(),
+            submitted_ms: 100,
+            workflow_json: Some("{}".into()),
+            ..Default::default()
+        })
+        .unwrap();
+        s.upsert_job(&JobRecord {
+            prompt_id: "p1".into(),
+            status: "succeeded".into(),
+            submitted_ms: 999,
+            started_ms: Some(110),
+            finished_ms: Some(200),
+            ..Default::default()
+        })
+        .unwrap();
+        let j = s.job("p1").unwrap().unwrap();
+        assert_eq!(j.status, "succeeded");
+        assert_eq!(j.submitted_ms, 100);
+        assert_eq!(j.client_id.as_deref(), Some("c"));
+        assert_eq!(j.route.as_deref(), Some("local"));
+        assert_eq!(j.workflow_json.as_deref(), Some("{}"));
+        assert_eq!((j.started_ms, j.finished_ms), (Some(110), Some(200)));
+        assert!(s.job("nope").unwrap().is_none());
+    }
+
+    #[test]
+    fn recent_jobs_filters_by_user_newest_first() {
+        let s = Store::open_in_memory().unwrap();
+        for (id, user, ts) in [("a", "u1", 1), ("b", "u2", 2), ("c", "u1", 3)] {
+            s.upsert_job(&JobRecord {
+                prompt_id: id.into(),
+                user_id: Some(user.into()),
+                status: "queued".into(),
+                submitted_ms: ts,
+                ..Default::default()
+            })
+            .unwrap();
+        }
+        let ids = |v: Vec<JobRecord>| v.into_iter().map(|j| j.prompt_id).collect::<Vec<_>>();
+        assert_eq!(ids(s.recent_jobs(Some("u1"), 10).unwrap()), ["c", "a"]);
+        assert_eq!(ids(s.recent_jobs(None, 2).unwrap()), ["c", "b"]);
+    }
+}
