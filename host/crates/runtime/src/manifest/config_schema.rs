@@ -1,0 +1,152 @@
+//! A plugin's configuration JSON Schema: compiled once, used to validate admin-supplied config
+//! and to fill in top-level `default`s before the plugin sees it.
+
+use serde_json::Value;
+
+use crate::RuntimeError;
+
+/// A compiled config schema.
+pub struct ConfigSchema {
+    schema: Value,
+    validator: jsonschema::Validator,
+}
+
+impl std::fmt::Debug for ConfigSchema {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ConfigSchema")
+            .field("schema", &self.schema)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ConfigSchema {
+    /// Compiles a schema. Only local references resolve (no network, no files): the runtime is
+    /// built without jsonschema's resolver features.
+    pub fn new(schema: Value) -> Result<Self, RuntimeError> {
+        let validator = jsonschema::validator_for(&schema)
+            .map_err(|e| RuntimeError::Manifest(format!("config schema is not valid: {e}")))?;
+        Ok(Self { schema, validator })
+    }
+
+    /// Parses JSON text and compiles it.
+    pub fn from_json_str(text: &str) -> Result<Self, RuntimeError> {
+        let schema: Value = serde_json::from_str(text)
+            .map_err(|e| RuntimeError::Manifest(format!("config schema is not JSON: {e}")))?;
+        Self::new(schema)
+    }
+
+    /// The schema as JSON (for dashboard forms).
+    pub fn schema(&self) -> &Value {
+        &self.schema
+    }
+
+    /// Applies top-level property `default`s to `config` (an object; `null` counts as `{}`),
+    /// then validates it. Returns the completed config, or [`RuntimeError::Config`] listing every
+    /// violation as `<path>: <message>`.
+    pub fn apply(&self, config: &Value) -> Result<Value, RuntimeError> {
+        let mut config = match config {
+            Value::Null => Value::Object(serde_json::Map::new()),
+            other => other.clone(),
+        };
+        if let (Value::Object(obj), Some(Value::Object(props))) =
+            (&mut config, self.schema.get("properties"))
+        {
+            for (name, prop) in props {
+                if let Some(default) = prop.get("default")
+                    && !obj.contains_key(name)
+                {
+                    obj.insert(name.clone(), default.clone());
+                }
+            }
+        }
+        let errors: Vec<String> = self
+            .validator
+            .iter_errors(&config)
+            .map(|e| {
+                let path = e.instance_path.to_string();
+                if path.is_empty() {
+                    e.to_string()
+                } else {
+                    format!("{path}: {e}")
+                }
+            })
+            .collect();
+        if errors.is_empty() {
+            Ok(config)
+        } else {
+            Err(RuntimeError::Config(errors.join("; ")))
+        }
+    }
+}
+
+/// Config of a plugin without a schema: any JSON object (`null` becomes `{}`).
+pub fn apply_without_schema(config: &Value) -> Result<Value, RuntimeError> {
+    match config {
+        Value::Null => Ok(Value::Object(serde_json::Map::new())),
+        Value::Object(_) => Ok(config.clone()),
+        other => Err(RuntimeError::Config(format!(
+            "config must be a JSON object, got {other}"
+        ))),
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn schema() -> ConfigSchema {
+        ConfigSchema::new(json!({
+            "type": "object",
+            "properties": {
+                "endpoint": { "type": "string", "default": "local" },
+                "max_queue": { "type": "integer", "minimum": 1, "default": 4 },
+                "tags": { "type": "array", "items": { "type": "string" } }
+            },
+            "required": ["endpoint"],
+            "additionalProperties": false
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn defaults_fill_missing_top_level_properties() {
+        let s = schema();
+        assert_eq!(
+            s.apply(&Value::Null).unwrap(),
+            json!({ "endpoint": "local", "max_queue": 4 })
+        );
+        assert_eq!(
+            s.apply(&json!({ "max_queue": 9 })).unwrap(),
+            json!({ "max_queue": 9, "endpoint": "local" })
+        );
+    }
+
+    #[test]
+    fn violations_are_listed_with_paths() {
+        let err = schema()
+            .apply(&json!({ "max_queue": 0, "tags": [1], "extra": true }))
+            .unwrap_err();
+        let RuntimeError::Config(msg) = err else {
+            panic!("expected Config error, got {err}")
+        };
+        assert!(msg.contains("/max_queue"), "{msg}");
+        assert!(msg.contains("/tags/0"), "{msg}");
+        assert!(msg.contains("extra"), "{msg}");
+    }
+
+    #[test]
+    fn invalid_schema_is_a_manifest_error() {
+        let err = ConfigSchema::new(json!({ "type": "no-such-type" })).unwrap_err();
+        assert!(matches!(err, RuntimeError::Manifest(_)), "{err}");
+        let err = ConfigSchema::from_json_str("{ not json").unwrap_err();
+        assert!(err.to_string().contains("not JSON"), "{err}");
+    }
+
+    #[test]
+    fn without_schema_only_objects_pass() {
+        assert_eq!(apply_without_schema(&Value::Null).unwrap(), json!({}));
+        assert!(apply_without_schema(&json!([1])).is_err());
+    }
+}

@@ -1,0 +1,15 @@
+//! Cheap questions the host asks on hot paths.
+
+use crate::manifest::HookKind;
+use crate::registry::info::PluginState;
+
+impl super::PluginRegistry {
+    /// Whether any plugin runs in `hook`'s chain now. Lets the host skip building a typed
+    /// submission (and forward the browser's bytes untouched) when nothing would look at it.
+    pub fn has_enabled(&self, hook: HookKind) -> bool {
+        self.inner.slots.read().values().any(|s| {
+            let l = s.current.load();
+            l.code.hook() == hook && super::state_of(s, &l) == PluginState::Enabled
+        })
+    }
+}

@@ -1,0 +1,755 @@
+//! Registry logic with a native [`PluginCode`]: the "component" bytes are a one-line script
+//! (`route backend a`, `fail`, `slow 300 route backend old`, ...) so chain, reload, breaker and
+//! approval logic are tested without compiling wasm. The wasm path is covered by
+//! `tests/registry_wasm.rs`.
+
+use std::time::Duration;
+
+use futures::future::BoxFuture;
+use serde_json::json;
+
+use super::*;
+use crate::capabilities::log::{PluginLogLevel, PluginLogRecord};
+use crate::types::{Severity, User};
+
+struct Scripted {
+    sha: String,
+    hook: HookKind,
+    script: String,
+}
+
+impl PluginCode for Scripted {
+    fn sha256(&self) -> &str {
+        &self.sha
+    }
+    fn hook(&self) -> HookKind {
+        self.hook
+    }
+    fn call<'a>(
+        &'a self,
+        env: &'a CallEnv,
+        input: HookInput<'a>,
+    ) -> BoxFuture<'a, Result<HookOutput, CallErrorKind>> {
+        Box::pin(async move {
+            let mut words: Vec<&str> = self.script.split_whitespace().collect();
+            if words.first() == Some(&"slow") {
+                let ms: u64 = words[1].parse().unwrap();
+                tokio::time::sleep(Duration::from_millis(ms)).await;
+                words.drain(..2);
+            }
+            env.log.record(PluginLogRecord {
+                ts_ms: 0,
+                plugin_id: env.plugin_id.to_string(),
+                prompt_id: env.prompt_id.clone(),
+                level: PluginLogLevel::Info,
+                message: self.script.clone(),
+            });
+            match (words.as_slice(), input) {
+                (["fail", ..], _) => Err(CallErrorKind::Trap("scripted failure".into())),
+                (["route", "pass"], _) => Ok(HookOutput::Route(Route::Pass)),
+                (["route", "local"], _) => Ok(HookOutput::Route(Route::Local)),
+                (["route", "backend", b], _) => Ok(HookOutput::Route(Route::Backend((*b).into()))),
+                (["route", "config"], _) => Ok(HookOutput::Route(Route::Backend(
+                    env.config_json.to_string(),
+                ))),
+                (["route", "secrets"], _) => {
+                    let mut names: Vec<String> = env
+                        .secrets
+                        .iter()
+                        .map(|(k, v)| format!("{k}={v}"))
+                        .collect();
+                    names.sort();
+                    Ok(HookOutput::Route(Route::Backend(names.join(","))))
+                }
+                (["transform", "unchanged"], _) => {
+                    Ok(HookOutput::Transform(TransformResult::Unchanged))
+                }
+                (["transform", "append", tag], HookInput::Transform { submission }) => {
+                    let mut wf = submission.workflow.clone();
+                    let trail = wf["trail"].as_str().unwrap_or("").to_owned();
+                    wf["trail"] = json!(format!("{trail}{tag}"));
+                    Ok(HookOutput::Transform(TransformResult::Rewritten {
+                        workflow: wf,
+                        notes: vec![format!("appended {tag}")],
+                    }))
+                }
+                (["event", "none"], _) => Ok(HookOutput::Event(None)),
+                (["event", text], _) => Ok(HookOutput::Event(Some(OverlayUpdate {
+                    severity: Severity::Info,
+                    user_text: (*text).into(),
+                    admin_detail: vec![],
+                    fraction: None,
+                    terminal: false,
+                }))),
+                (["resolve", tag], _) => Ok(HookOutput::Resolve(Resolution {
+                    required: vec![],
+                    missing: vec![],
+                    presets: vec![],
+                    unmapped: vec![crate::types::ModelRef {
+                        folder: (*tag).into(),
+                        name: String::new(),
+                        node_id: String::new(),
+                        class_type: String::new(),
+                        input_name: String::new(),
+                    }],
+                })),
+                (["sync", tag], _) => Ok(HookOutput::Output(SyncOutcome::Synced((*tag).into()))),
+                (other, _) => Err(CallErrorKind::Trap(format!("bad script {other:?}"))),
+            }
+        })
+    }
+}
+
+struct ScriptCompiler;
+
+impl PluginCompiler for ScriptCompiler {
+    fn compile(
+        &self,
+        _id: &str,
+        hook: HookKind,
+        wasm: &[u8],
+    ) -> Result<Arc<dyn PluginCode>, RuntimeError> {
+        let script = std::str::from_utf8(wasm)
+            .map_err(|e| RuntimeError::Compile(e.to_string()))?
+            .to_owned();
+        if script.starts_with("garbage") {
+            return Err(RuntimeError::Compile("not a component".into()));
+        }
+        Ok(Arc::new(Scripted {
+            sha: sha256_hex(wasm),
+            hook,
+            script,
+        }))
+    }
+}
+
+struct Fixture {
+    reg: PluginRegistry,
+    store: Store,
+    dir: tempfile::TempDir,
+}
+
+fn fixture_with(breaker: BreakerConfig, store: Store, dir: tempfile::TempDir) -> Fixture {
+    let cfg = RegistryConfig {
+        plugins_dir: dir.path().join("plugins"),
+        dir_roots: DirRoots {
+            output: Some("/srv/output".into()),
+            ..Default::default()
+        },
+        breaker,
+        host_info: vec![("host-version".into(), "test".into())],
+    };
+    let secrets = MapSecrets(
+        [("API_KEY", "k1"), ("OTHER_KEY", "k2")]
+            .into_iter()
+            .map(|(a, b)| (a.to_owned(), b.to_owned()))
+            .collect(),
+    );
+    let reg = PluginRegistry::new(
+        cfg,
+        Arc::new(ScriptCompiler),
+        store.clone(),
+        Arc::new(secrets),
+    )
+    .unwrap();
+    Fixture { reg, store, dir }
+}
+
+fn fixture() -> Fixture {
+    fixture_with(
+        BreakerConfig::default(),
+        Store::open_in_memory().unwrap(),
+        tempfile::tempdir().unwrap(),
+    )
+}
+
+fn manifest(id: &str, version: &str, hook: &str, priority: i32, extra: &str) -> String {
+    format!(
+        "id = \"{id}\"\nversion = \"{version}\"\nname = \"{id}\"\nwit = \"0.1.0\"\nhooks = [\"{hook}\"]\npriority = {priority}\n{extra}"
+    )
+}
+
+fn install(f: &Fixture, id: &str, prio: i32, hook: &str, script: &str) -> PluginInfo {
+    f.reg
+        .install(
+            &manifest(id, "0.1.0", hook, prio, ""),
+            script.as_bytes(),
+            None,
+        )
+        .unwrap()
+}
+
+fn sub() -> Submission {
+    Submission {
+        prompt_id: "p-1".into(),
+        client_id: None,
+        user: Some(User {
+            id: "u".into(),
+            is_admin: false,
+        }),
+        workflow: json!({ "trail": "" }),
+        flags: vec![],
+    }
+}
+
+fn job() -> JobContext {
+    JobContext {
+        prompt_id: "p-1".into(),
+        client_id: None,
+        user: None,
+        backend: "local".into(),
+        gpu: None,
+        nodes_total: 1,
+        nodes_done: 0,
+        elapsed_ms: 0,
+        since_last_event_ms: 0,
+    }
+}
+
+fn output_file() -> OutputFile {
+    OutputFile {
+        guest_path: "/output/a.png".into(),
+        filename: "a.png".into(),
+        subfolder: String::new(),
+        kind: crate::types::OutputKind::Image,
+        size: 1,
+        modified_ms: 0,
+        prompt_id: Some("p-1".into()),
+        user: None,
+    }
+}
+
+#[tokio::test]
+async fn route_chain_runs_in_priority_then_id_order_first_non_pass_wins() {
+    let f = fixture();
+    install(&f, "zz-last", 200, "queue-router", "route backend last");
+    install(&f, "b-second", 10, "queue-router", "route backend b");
+    install(&f, "a-second", 10, "queue-router", "route pass");
+    install(&f, "first", 1, "queue-router", "route pass");
+    let d = f.reg.route(&sub(), &[]).await.unwrap();
+    assert_eq!(d.route, Route::Backend("b".into()));
+    assert_eq!(d.decided_by.as_deref(), Some("b-second"));
+    // every plugin passing means local, decided by nobody
+    f.reg.disable("b-second").unwrap();
+    f.reg.disable("zz-last").unwrap();
+    let d = f.reg.route(&sub(), &[]).await.unwrap();
+    assert_eq!(
+        d,
+        RouteDecision {
+            route: Route::Local,
+            decided_by: None
+        }
+    );
+    // stats: "first" ran twice, "zz-last" never
+    assert_eq!(f.reg.get("first").unwrap().stats.calls, 2);
+    assert_eq!(f.reg.get("zz-last").unwrap().stats.calls, 0);
+}
+
+#[tokio::test]
+async fn fail_closed_router_stops_chain_with_plugin_named() {
+    let f = fixture();
+    install(&f, "broken-router", 1, "queue-router", "fail");
+    install(&f, "next", 2, "queue-router", "route backend x");
+    let err = f.reg.route(&sub(), &[]).await.unwrap_err();
+    assert_eq!(err.0.plugin_id, "broken-router");
+    assert!(err.to_string().contains("broken-router"), "{err}");
+    assert!(err.to_string().contains("scripted failure"), "{err}");
+    assert_eq!(f.reg.get("next").unwrap().stats.calls, 0);
+}
+
+#[tokio::test]
+async fn fail_open_plugin_is_skipped() {
+    let f = fixture();
+    f.reg
+        .install(
+            &manifest(
+                "flaky",
+                "0.1.0",
+                "queue-router",
+                1,
+                "[budget]\nfailure = \"fail-open\"\n",
+            ),
+            b"fail",
+            None,
+        )
+        .unwrap();
+    install(&f, "next", 2, "queue-router", "route backend x");
+    let d = f.reg.route(&sub(), &[]).await.unwrap();
+    assert_eq!(d.decided_by.as_deref(), Some("next"));
+    let info = f.reg.get("flaky").unwrap();
+    assert_eq!(info.stats.failures, 1);
+    assert!(info.last_error.unwrap().contains("scripted failure"));
+}
+
+#[tokio::test]
+async fn transform_chain_feeds_each_rewrite_to_the_next() {
+    let f = fixture();
+    install(&f, "t2", 2, "prompt-transform", "transform append B");
+    install(&f, "t1", 1, "prompt-transform", "transform append A");
+    install(&f, "t3", 3, "prompt-transform", "transform unchanged");
+    let (wf, applied) = f.reg.transform(&sub()).await.unwrap();
+    assert_eq!(wf["trail"], "AB");
+    assert_eq!(
+        applied,
+        [
+            AppliedTransform {
+                plugin_id: "t1".into(),
+                notes: vec!["appended A".into()]
+            },
+            AppliedTransform {
+                plugin_id: "t2".into(),
+                notes: vec!["appended B".into()]
+            },
+        ]
+    );
+}
+
+#[tokio::test]
+async fn observers_collect_all_and_skip_failures() {
+    let f = fixture();
+    install(&f, "o1", 1, "status-overlay", "event first");
+    install(&f, "o2", 2, "status-overlay", "fail");
+    install(&f, "o3", 3, "status-overlay", "event none");
+    install(&f, "o4", 4, "status-overlay", "event last");
+    let ups = f.reg.on_event(&job(), &ExecutionEvent::Started).await;
+    let texts: Vec<_> = ups
+        .iter()
+        .map(|(id, u)| (id.as_str(), u.user_text.as_str()))
+        .collect();
+    assert_eq!(texts, [("o1", "first"), ("o4", "last")]);
+
+    install(&f, "s1", 1, "output-sync", "sync one");
+    install(&f, "s2", 2, "output-sync", "fail");
+    install(&f, "s3", 3, "output-sync", "sync three");
+    let outs = f.reg.on_output(&output_file()).await;
+    assert_eq!(outs.len(), 3);
+    assert_eq!(
+        outs[0],
+        ("s1".into(), Ok(SyncOutcome::Synced("one".into())))
+    );
+    assert!(outs[1].1.is_err());
+    assert_eq!(outs[2].1, Ok(SyncOutcome::Synced("three".into())));
+}
+
+#[tokio::test]
+async fn resolver_first_answer_wins_and_fail_open_falls_through() {
+    let f = fixture();
+    assert_eq!(f.reg.resolve(&json!({}), &[]).await.unwrap(), None);
+    install(&f, "r0", 0, "preset-resolver", "fail"); // resolvers fail open by default
+    install(&f, "r1", 1, "preset-resolver", "resolve one");
+    install(&f, "r2", 2, "preset-resolver", "resolve two");
+    let (id, res) = f.reg.resolve(&json!({}), &[]).await.unwrap().unwrap();
+    assert_eq!(id, "r1");
+    assert_eq!(res.unmapped[0].folder, "one");
+}
+
+#[tokio::test]
+async fn update_asking_for_more_needs_approval_until_granted() {
+    let f = fixture();
+    let v1 = manifest(
+        "router",
+        "0.1.0",
+        "queue-router",
+        1,
+        "[capabilities]\nhttp = [\"https://a.example:443\"]\n",
+    );
+    let info = f.reg.install(&v1, b"route backend v1", None).unwrap();
+    assert_eq!(info.state, PluginState::NeedsApproval);
+    assert_eq!(f.reg.route(&sub(), &[]).await.unwrap().decided_by, None);
+    let info = f
+        .reg
+        .grant(
+            "router",
+            Grants::all_of(&Manifest::from_toml_str(&v1).unwrap()),
+        )
+        .unwrap();
+    assert_eq!(info.state, PluginState::Enabled);
+    assert_eq!(info.effective.http.len(), 1);
+    assert_eq!(
+        f.reg.route(&sub(), &[]).await.unwrap().route,
+        Route::Backend("v1".into())
+    );
+
+    let v2 = manifest(
+        "router",
+        "0.2.0",
+        "queue-router",
+        1,
+        "[capabilities]\nhttp = [\"https://a.example:443\", \"https://b.example:443\"]\nsecrets = [\"API_KEY\"]\n",
+    );
+    let info = f.reg.install(&v2, b"route backend v2", None).unwrap();
+    assert_eq!(info.state, PluginState::NeedsApproval);
+    assert_eq!(info.pending.len(), 2, "{:?}", info.pending);
+    assert_eq!(info.previous_version.as_deref(), Some("0.1.0"));
+    // disabled while waiting: the chain skips it
+    assert_eq!(f.reg.route(&sub(), &[]).await.unwrap().decided_by, None);
+    let info = f
+        .reg
+        .grant(
+            "router",
+            Grants::all_of(&Manifest::from_toml_str(&v2).unwrap()),
+        )
+        .unwrap();
+    assert_eq!(info.state, PluginState::Enabled);
+    assert!(info.pending.is_empty());
+    assert_eq!(
+        f.reg.route(&sub(), &[]).await.unwrap().route,
+        Route::Backend("v2".into())
+    );
+    // persisted
+    let row = f.store.plugin("router").unwrap().unwrap();
+    assert!(row.grants_json.unwrap().contains("b.example"));
+    assert_eq!(row.installed_version.as_deref(), Some("0.2.0"));
+    assert_eq!(row.previous_version.as_deref(), Some("0.1.0"));
+    // a bad origin in a grant is refused
+    let err = f
+        .reg
+        .grant(
+            "router",
+            Grants {
+                http: vec!["https://x".into()],
+                ..Default::default()
+            },
+        )
+        .unwrap_err();
+    assert!(err.to_string().contains("port required"), "{err}");
+}
+
+#[tokio::test]
+async fn only_granted_secrets_reach_the_call() {
+    let f = fixture();
+    let m = manifest(
+        "s",
+        "0.1.0",
+        "queue-router",
+        1,
+        "[capabilities]\nsecrets = [\"API_KEY\", \"OTHER_KEY\"]\n",
+    );
+    f.reg.install(&m, b"route secrets", None).unwrap();
+    f.reg
+        .grant(
+            "s",
+            Grants {
+                secrets: vec!["API_KEY".into(), "OTHER_KEY".into()],
+                ..Default::default()
+            },
+        )
+        .unwrap();
+    assert_eq!(
+        f.reg.route(&sub(), &[]).await.unwrap().route,
+        Route::Backend("API_KEY=k1,OTHER_KEY=k2".into())
+    );
+    // narrowing the grant leaves a declared secret pending: the plugin stops until re-approved
+    let info = f
+        .reg
+        .grant(
+            "s",
+            Grants {
+                secrets: vec!["API_KEY".into()],
+                ..Default::default()
+            },
+        )
+        .unwrap();
+    assert_eq!(info.state, PluginState::NeedsApproval);
+    assert_eq!(info.effective.secrets, ["API_KEY"]);
+}
+
+#[tokio::test]
+async fn breaker_trips_disables_and_admin_reenables() {
+    let f = fixture_with(
+        BreakerConfig {
+            max_failures: 3,
+            window: Duration::from_secs(60),
+        },
+        Store::open_in_memory().unwrap(),
+        tempfile::tempdir().unwrap(),
+    );
+    f.reg
+        .install(
+            &manifest(
+                "crashy",
+                "0.1.0",
+                "queue-router",
+                1,
+                "[budget]\nfailure = \"fail-open\"\n",
+            ),
+            b"fail",
+            None,
+        )
+        .unwrap();
+    for _ in 0..5 {
+        f.reg.route(&sub(), &[]).await.unwrap();
+    }
+    let info = f.reg.get("crashy").unwrap();
+    assert_eq!(info.state, PluginState::Tripped);
+    assert_eq!(info.stats.calls, 3, "not called after tripping");
+    let b = info.breaker.unwrap();
+    assert!(b.tripped && b.tripped_at_ms.is_some());
+    assert!(b.last_error.unwrap().contains("scripted failure"));
+    assert!(
+        !f.store.plugin("crashy").unwrap().unwrap().enabled,
+        "trip is persisted"
+    );
+    let acts = f.store.recent_activity(10).unwrap();
+    assert!(
+        acts.iter()
+            .any(|a| a.action == "plugin.breaker_tripped" && a.target == "crashy")
+    );
+    let info = f.reg.enable("crashy").unwrap();
+    assert_eq!(info.state, PluginState::Enabled);
+    assert_eq!(info.breaker.unwrap().failures_in_window, 0);
+    f.reg.route(&sub(), &[]).await.unwrap();
+    assert_eq!(f.reg.get("crashy").unwrap().stats.calls, 4);
+}
+
+#[tokio::test]
+async fn hot_reload_in_flight_call_finishes_on_old_version() {
+    let f = fixture();
+    let m1 = manifest("hr", "0.1.0", "queue-router", 1, "");
+    f.reg
+        .install(&m1, b"slow 300 route backend old", None)
+        .unwrap();
+    let reg = f.reg.clone();
+    let in_flight = tokio::spawn(async move { reg.route(&sub(), &[]).await });
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let m2 = manifest("hr", "0.2.0", "queue-router", 1, "");
+    f.reg.install(&m2, b"route backend new", None).unwrap();
+    let started = Instant::now();
+    let new = f.reg.route(&sub(), &[]).await.unwrap();
+    assert_eq!(new.route, Route::Backend("new".into()));
+    assert!(
+        started.elapsed() < Duration::from_millis(250),
+        "new call must not wait for the old"
+    );
+    let old = in_flight.await.unwrap().unwrap();
+    assert_eq!(old.route, Route::Backend("old".into()));
+    assert_eq!(f.reg.get("hr").unwrap().version, "0.2.0");
+}
+
+#[tokio::test]
+async fn rollback_restores_previous_version_in_memory_and_on_disk() {
+    let f = fixture();
+    f.reg
+        .install(
+            &manifest("rb", "0.1.0", "queue-router", 1, ""),
+            b"route backend one",
+            None,
+        )
+        .unwrap();
+    let err = f.reg.rollback("rb").unwrap_err();
+    assert!(err.to_string().contains("no previous version"), "{err}");
+    f.reg
+        .install(
+            &manifest("rb", "0.2.0", "queue-router", 1, ""),
+            b"route backend two",
+            None,
+        )
+        .unwrap();
+    let info = f.reg.rollback("rb").unwrap();
+    assert_eq!(info.version, "0.1.0");
+    assert_eq!(info.previous_version.as_deref(), Some("0.2.0"));
+    assert_eq!(
+        f.reg.route(&sub(), &[]).await.unwrap().route,
+        Route::Backend("one".into())
+    );
+    let live = std::fs::read(info.dir.join("rb.wasm")).unwrap();
+    assert_eq!(live, b"route backend one");
+    // a fresh registry over the same disk and store sees the rolled-back state
+    let f2 = fixture_with(BreakerConfig::default(), f.store.clone(), f.dir);
+    let report = f2.reg.discover().unwrap();
+    assert_eq!(report.loaded, ["rb"]);
+    assert_eq!(f2.reg.get("rb").unwrap().version, "0.1.0");
+    assert_eq!(
+        f2.reg.get("rb").unwrap().previous_version.as_deref(),
+        Some("0.2.0")
+    );
+    // and can roll forward again
+    assert_eq!(f2.reg.rollback("rb").unwrap().version, "0.2.0");
+}
+
+#[tokio::test]
+async fn install_refuses_older_version_and_bad_input() {
+    let f = fixture();
+    f.reg
+        .install(
+            &manifest("v", "0.2.0", "queue-router", 1, ""),
+            b"route local",
+            None,
+        )
+        .unwrap();
+    let err = f
+        .reg
+        .install(
+            &manifest("v", "0.1.0", "queue-router", 1, ""),
+            b"route local",
+            None,
+        )
+        .unwrap_err();
+    assert!(
+        err.to_string().contains("older than the installed"),
+        "{err}"
+    );
+    let err = f
+        .reg
+        .install(
+            &manifest("w", "0.1.0", "queue-router", 1, ""),
+            b"garbage",
+            None,
+        )
+        .unwrap_err();
+    assert!(matches!(err, RuntimeError::Compile(_)), "{err}");
+    assert!(
+        !f.dir.path().join("plugins/w").exists(),
+        "nothing written on compile failure"
+    );
+    let err = f.reg.install("id = 1", b"route local", None).unwrap_err();
+    assert!(matches!(err, RuntimeError::Manifest(_)), "{err}");
+    let err = f
+        .reg
+        .install(
+            &manifest(
+                "x",
+                "0.1.0",
+                "queue-router",
+                1,
+                "[config]\nschema = \"s.json\"\n",
+            ),
+            b"route local",
+            None,
+        )
+        .unwrap_err();
+    assert!(err.to_string().contains("no schema was supplied"), "{err}");
+}
+
+#[tokio::test]
+async fn config_is_validated_defaulted_persisted_and_reaches_calls() {
+    let f = fixture();
+    let m = manifest(
+        "cfg",
+        "0.1.0",
+        "queue-router",
+        1,
+        "[config]\nschema = \"config.schema.json\"\n",
+    );
+    let schema = r#"{"type":"object","properties":{"backend":{"type":"string","default":"gpu-a"},"n":{"type":"integer","minimum":1}},"additionalProperties":false}"#;
+    let info = f.reg.install(&m, b"route config", Some(schema)).unwrap();
+    assert_eq!(info.config, Some(json!({ "backend": "gpu-a" })));
+    assert!(f.dir.path().join("plugins/cfg/config.schema.json").exists());
+    assert_eq!(
+        f.reg.route(&sub(), &[]).await.unwrap().route,
+        Route::Backend(r#"{"backend":"gpu-a"}"#.into())
+    );
+    let err = f
+        .reg
+        .set_config("cfg", &json!({ "n": 0, "zzz": 1 }))
+        .unwrap_err();
+    let RuntimeError::Config(msg) = &err else {
+        panic!("{err}")
+    };
+    assert!(msg.contains("/n") && msg.contains("zzz"), "{msg}");
+    let v = f.reg.set_config("cfg", &json!({ "n": 2 })).unwrap();
+    assert_eq!(v, json!({ "n": 2, "backend": "gpu-a" }));
+    assert_eq!(
+        f.reg.route(&sub(), &[]).await.unwrap().route,
+        Route::Backend(r#"{"n":2,"backend":"gpu-a"}"#.into())
+    );
+    let stored = f.store.plugin("cfg").unwrap().unwrap().config_json.unwrap();
+    assert_eq!(serde_json::from_str::<Value>(&stored).unwrap(), v);
+}
+
+#[tokio::test]
+async fn discovery_reports_broken_plugins_and_loads_the_rest() {
+    let f = fixture();
+    let root = f.dir.path().join("plugins");
+    let write = |dir: &str, toml: &str, wasm: Option<(&str, &[u8])>| {
+        let d = root.join(dir);
+        std::fs::create_dir_all(&d).unwrap();
+        std::fs::write(d.join("plugin.toml"), toml).unwrap();
+        if let Some((name, bytes)) = wasm {
+            std::fs::write(d.join(name), bytes).unwrap();
+        }
+    };
+    write(
+        "good",
+        &manifest("good", "0.1.0", "queue-router", 1, ""),
+        Some(("good.wasm", b"route backend g")),
+    );
+    write("bad-manifest", "id = \"Bad\"\n", None);
+    write(
+        "no-wasm",
+        &manifest("no-wasm", "0.1.0", "queue-router", 1, ""),
+        None,
+    );
+    write(
+        "wont-compile",
+        &manifest("wont-compile", "0.1.0", "queue-router", 1, ""),
+        Some(("wont_compile.wasm", b"garbage")),
+    );
+    write(
+        "zz-dup",
+        &manifest("good", "0.1.0", "queue-router", 1, ""),
+        Some(("good.wasm", b"route local")),
+    );
+    std::fs::create_dir_all(root.join(".previous/ignored")).unwrap();
+    let report = f.reg.discover().unwrap();
+    assert_eq!(report.loaded, ["good"]);
+    let broken: BTreeMap<_, _> = report.broken.into_iter().collect();
+    assert_eq!(broken.len(), 4, "{broken:?}");
+    assert!(
+        broken["bad-manifest"].contains("invalid manifest"),
+        "{broken:?}"
+    );
+    assert!(
+        broken["no-wasm"].contains("cannot read component"),
+        "{broken:?}"
+    );
+    assert!(
+        broken["wont-compile"].contains("compile failed"),
+        "{broken:?}"
+    );
+    assert!(
+        broken["zz-dup"].contains("duplicate plugin id good"),
+        "{broken:?}"
+    );
+    let list = f.reg.list();
+    assert_eq!(list.len(), 5);
+    assert!(matches!(
+        f.reg.get("bad-manifest").unwrap().state,
+        PluginState::Broken(_)
+    ));
+    assert_eq!(
+        f.reg.route(&sub(), &[]).await.unwrap().route,
+        Route::Backend("g".into())
+    );
+    // a second scan with nothing changed reloads nothing; removing a directory unloads it
+    assert_eq!(f.reg.discover().unwrap().unchanged, ["good"]);
+    std::fs::remove_dir_all(root.join("good")).unwrap();
+    std::fs::remove_dir_all(root.join("zz-dup")).unwrap();
+    assert_eq!(f.reg.discover().unwrap().removed, ["good"]);
+    assert!(f.reg.get("good").is_err());
+}
+
+#[tokio::test]
+async fn logs_are_kept_per_plugin_across_reloads_and_enabled_flag_persists() {
+    let f = fixture();
+    install(&f, "lg", 1, "queue-router", "route pass");
+    f.reg.route(&sub(), &[]).await.unwrap();
+    f.reg
+        .install(
+            &manifest("lg", "0.2.0", "queue-router", 1, ""),
+            b"route local",
+            None,
+        )
+        .unwrap();
+    f.reg.route(&sub(), &[]).await.unwrap();
+    let logs = f.reg.logs("lg").unwrap();
+    let msgs: Vec<_> = logs.iter().map(|r| r.message.as_str()).collect();
+    assert_eq!(msgs, ["route pass", "route local"]);
+    assert_eq!(logs[0].prompt_id.as_deref(), Some("p-1"));
+    f.reg.disable("lg").unwrap();
+    let f2 = fixture_with(BreakerConfig::default(), f.store.clone(), f.dir);
+    f2.reg.discover().unwrap();
+    let info = f2.reg.get("lg").unwrap();
+    assert_eq!(info.state, PluginState::Disabled);
+    assert!(!info.enabled);
+}

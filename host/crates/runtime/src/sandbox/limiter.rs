@@ -1,0 +1,98 @@
+//! Per-call resource limiter: caps linear memory at the hook's budget and remembers that it
+//! did, so a memory-limit trap can be told apart from other traps (a growth failure is not a
+//! `wasmtime::Trap` variant).
+
+use wasmtime::ResourceLimiter;
+
+/// Most table elements a plugin may grow a table to.
+pub const MAX_TABLE_ELEMENTS: usize = 1 << 20;
+
+/// Memory cap for one call; `hit` is set when the guest asked for more.
+#[derive(Debug)]
+pub struct CallLimiter {
+    memory_bytes: u64,
+    hit: bool,
+}
+
+impl CallLimiter {
+    /// A limiter allowing each linear memory to grow to `memory_bytes`.
+    pub fn new(memory_bytes: u64) -> Self {
+        Self {
+            memory_bytes,
+            hit: false,
+        }
+    }
+
+    /// True once a memory growth was refused during this call.
+    pub fn memory_limit_hit(&self) -> bool {
+        self.hit
+    }
+}
+
+impl ResourceLimiter for CallLimiter {
+    fn memory_growing(
+        &mut self,
+        current: usize,
+        desired: usize,
+        maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        if desired as u64 > self.memory_bytes {
+            self.hit = true;
+            return Err(wasmtime::Error::msg(format!(
+                "memory limit: growing linear memory from {current} to {desired} bytes exceeds the budget of {} bytes",
+                self.memory_bytes
+            )));
+        }
+        Ok(maximum.is_none_or(|max| desired <= max))
+    }
+
+    fn memory_grow_failed(&mut self, error: wasmtime::Error) -> wasmtime::Result<()> {
+        // The allocator refused (e.g. the pool's per-memory cap is below the budget): it is
+        // still the guest running out of memory.
+        self.hit = true;
+        Err(error.context("memory limit: the allocator refused to grow linear memory"))
+    }
+
+    fn table_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        Ok(desired <= MAX_TABLE_ELEMENTS && maximum.is_none_or(|max| desired <= max))
+    }
+
+    fn instances(&self) -> usize {
+        64
+    }
+
+    fn tables(&self) -> usize {
+        64
+    }
+
+    fn memories(&self) -> usize {
+        16
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn growth_past_budget_traps_and_sets_flag() {
+        let mut l = CallLimiter::new(1 << 20);
+        assert!(l.memory_growing(0, 1 << 20, None).unwrap());
+        assert!(!l.memory_limit_hit());
+        assert!(l.memory_growing(1 << 20, (1 << 20) + 65536, None).is_err());
+        assert!(l.memory_limit_hit());
+    }
+
+    #[test]
+    fn module_maximum_is_respected() {
+        let mut l = CallLimiter::new(1 << 30);
+        assert!(!l.memory_growing(0, 2 << 20, Some(1 << 20)).unwrap());
+        assert!(!l.memory_limit_hit());
+    }
+}
