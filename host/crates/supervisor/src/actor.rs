@@ -29,6 +29,8 @@ use crate::status::{
 pub(crate) struct Command {
     pub id: OpId,
     pub kind: OpKind,
+    /// For a restart: replace the spec's `extra_flags` first (attention demotion).
+    pub extra_flags: Option<Vec<String>>,
     pub ack: oneshot::Sender<()>,
 }
 
@@ -245,6 +247,9 @@ impl Actor {
                 _ = cancel.cancelled(), if !self.shutting_down => self.begin_shutdown(),
                 cmd = commands.recv(), if commands_open => match cmd {
                     Some(cmd) => {
+                        if let Some(flags) = cmd.extra_flags {
+                            self.set_extra_flags(flags);
+                        }
                         self.on_command(cmd.id, cmd.kind);
                         let _ = cmd.ack.send(());
                     }
@@ -368,6 +373,18 @@ impl Actor {
     }
 
     // ----- commands ------------------------------------------------------------------------
+
+    /// Replaces the launch spec's `extra_flags`; the next launch uses them. The command line
+    /// stays built by `command_line` alone.
+    fn set_extra_flags(&mut self, flags: Vec<String>) {
+        let Some(spec) = self.spec.as_mut() else {
+            return;
+        };
+        spec.extra_flags = flags;
+        self.argv = command_line(spec);
+        self.argv_shell = shell_join(&self.argv);
+        tracing::info!(target: "comfyhost::supervisor", command_line = %self.argv_shell, "launch flags changed");
+    }
 
     fn on_command(&mut self, id: OpId, kind: OpKind) {
         let op = OpInfo {

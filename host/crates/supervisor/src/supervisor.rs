@@ -100,9 +100,21 @@ impl Supervisor {
     }
 
     async fn request(&self, kind: OpKind) -> OpId {
+        self.request_with(kind, None).await
+    }
+
+    async fn request_with(&self, kind: OpKind, extra_flags: Option<Vec<String>>) -> OpId {
         let id = OpId(self.next_op.fetch_add(1, Ordering::Relaxed));
         let (ack, acked) = oneshot::channel();
-        let sent = self.commands.send(Command { id, kind, ack }).is_ok();
+        let sent = self
+            .commands
+            .send(Command {
+                id,
+                kind,
+                extra_flags,
+                ack,
+            })
+            .is_ok();
         if !sent || acked.await.is_err() {
             let _ = self.events.send(SupervisorEvent::OpFinished {
                 op: id,
@@ -131,6 +143,13 @@ impl Supervisor {
     /// Stops (if running) and starts again; finishes when ready again.
     pub async fn restart(&self) -> OpId {
         self.request(OpKind::Restart).await
+    }
+
+    /// Restarts with new `extra_flags` (the attention flags), e.g. to demote from an attention
+    /// backend ComfyUI keeps falling back from. The new command line is logged and reported in
+    /// the status like any other.
+    pub async fn restart_with_flags(&self, extra_flags: Vec<String>) -> OpId {
+        self.request_with(OpKind::Restart, Some(extra_flags)).await
     }
 
     /// Current snapshot, with elapsed time and (while starting / backoff / failed) the last

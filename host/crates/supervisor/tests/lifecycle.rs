@@ -366,6 +366,34 @@ async fn restart_runs_a_new_process() {
 }
 
 #[tokio::test]
+async fn restart_with_flags_relaunches_with_the_new_command_line() {
+    let fx = Fixture::new();
+    let sup = spawn(fx.config(&[]));
+    let mut rx = sup.subscribe();
+    let op = sup.start().await;
+    assert!(op_outcome(&mut rx, op).await.0);
+    assert!(
+        !sup.status()
+            .command_line
+            .iter()
+            .any(|a| a == "--use-pytorch-cross-attention")
+    );
+    let op = sup
+        .restart_with_flags(vec!["--use-pytorch-cross-attention".to_string()])
+        .await;
+    assert!(op_outcome(&mut rx, op).await.0);
+    let st = sup.status();
+    assert_eq!(st.state, S::Ready);
+    assert_eq!(
+        st.command_line.last().map(String::as_str),
+        Some("--use-pytorch-cross-attention"),
+        "{:?}",
+        st.command_line
+    );
+    sup.shutdown().await;
+}
+
+#[tokio::test]
 async fn stop_during_backoff_cancels_the_restart_and_supersedes_start() {
     let fx = Fixture::new();
     let mut config = fx.config(&[("FAKE_EXIT_CODE", "7")]);

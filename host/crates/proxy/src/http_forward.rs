@@ -1,0 +1,174 @@
+//! Plain HTTP forwarding: streaming both ways, raw path, bounded bodies, prompt interception.
+
+use std::panic::AssertUnwindSafe;
+
+use axum::body::Body;
+use axum::extract::Request;
+use axum::response::Response;
+use bytes::Bytes;
+use futures::FutureExt;
+use http::{HeaderValue, Method, Uri, Version, header};
+use http_body_util::{BodyExt, LengthLimitError, Limited};
+
+use crate::body_limit::LimitedBody;
+use crate::error::{ProxyError, json_response};
+use crate::headers::{self, ForwardedFor};
+use crate::intercept::{PromptDecision, PromptRequestContext};
+use crate::path::{is_prompt_route, rewrite_location};
+use crate::state::ProxyState;
+
+/// Forward `req` to ComfyUI at the raw path-and-query `upstream_pq`.
+pub(crate) async fn forward(
+    state: &ProxyState,
+    req: Request,
+    upstream_pq: &str,
+    fwd: ForwardedFor<'_>,
+) -> Result<Response, ProxyError> {
+    let config = state.config();
+    let limit = config.max_upload_bytes;
+    if declared_length(req.headers()).is_some_and(|n| n > limit) {
+        return Err(ProxyError::PayloadTooLarge { limit });
+    }
+    let (mut parts, body) = req.into_parts();
+
+    let mut over_limit = None;
+    let body = match state.interceptor() {
+        Some(interceptor) if parts.method == Method::POST && is_prompt_route(upstream_pq) => {
+            let prompt_limit = config.max_prompt_bytes.min(limit);
+            let bytes = buffer(body, prompt_limit).await?;
+            let ctx = PromptRequestContext {
+                method: parts.method.clone(),
+                path_and_query: upstream_pq.to_string(),
+                headers: parts.headers.clone(),
+                client_addr: fwd.client,
+            };
+            let decision = AssertUnwindSafe(interceptor.intercept(&ctx, bytes))
+                .catch_unwind()
+                .await
+                .map_err(|panic| ProxyError::InterceptorFailed(panic_message(&panic)))?;
+            match decision {
+                PromptDecision::Respond { status, body } => {
+                    return Ok(json_response(status, &body));
+                }
+                PromptDecision::Forward(bytes) => {
+                    parts
+                        .headers
+                        .insert(header::CONTENT_LENGTH, HeaderValue::from(bytes.len()));
+                    Body::from(bytes)
+                }
+            }
+        }
+        _ => {
+            let (limited, flag) = LimitedBody::new(body, limit);
+            over_limit = Some(flag);
+            Body::new(limited)
+        }
+    };
+
+    let upstream = state.upstream();
+    let uri = Uri::builder()
+        .scheme("http")
+        .authority(upstream.as_str())
+        .path_and_query(upstream_pq)
+        .build()
+        .map_err(|e| ProxyError::BadRequest(e.to_string()))?;
+    headers::to_upstream(&mut parts.headers, &upstream, &fwd);
+    // hyper answered any `Expect: 100-continue` on the browser side already.
+    parts.headers.remove(header::EXPECT);
+    parts.uri = uri;
+    parts.version = Version::HTTP_11;
+    let upstream_req = Request::from_parts(parts, body);
+
+    let sent = state.client().request(upstream_req);
+    let result = match config.response_timeout {
+        Some(t) => tokio::time::timeout(t, sent)
+            .await
+            .map_err(|_| ProxyError::Timeout {
+                secs: t.as_secs(),
+                upstream: upstream.to_string(),
+            })?,
+        None => sent.await,
+    };
+    let resp = match result {
+        Ok(resp) => resp,
+        Err(_) if over_limit.as_ref().is_some_and(|f| f.is_set()) => {
+            return Err(ProxyError::PayloadTooLarge { limit });
+        }
+        Err(e) => {
+            let snapshot = Box::new(state.upstream_state().snapshot());
+            let cause = error_chain(&e);
+            return Err(if e.is_connect() {
+                tracing::debug!(%upstream, %cause, state = %snapshot.state, "ComfyUI unreachable");
+                ProxyError::Unavailable {
+                    snapshot,
+                    upstream: upstream.to_string(),
+                    cause,
+                }
+            } else {
+                tracing::warn!(%upstream, path = upstream_pq, %cause, "ComfyUI connection broke");
+                ProxyError::BrokenResponse {
+                    snapshot,
+                    upstream: upstream.to_string(),
+                    cause,
+                }
+            });
+        }
+    };
+
+    let (mut parts, body) = resp.into_parts();
+    headers::strip_hop_by_hop(&mut parts.headers);
+    if let Some(loc) = parts
+        .headers
+        .get(header::LOCATION)
+        .and_then(|v| v.to_str().ok())
+        && let Some(new) = rewrite_location(loc, config.prefix.as_deref(), &upstream)
+        && let Ok(v) = HeaderValue::from_str(&new)
+    {
+        parts.headers.insert(header::LOCATION, v);
+    }
+    Ok(Response::from_parts(parts, Body::new(body)))
+}
+
+fn declared_length(headers: &http::HeaderMap) -> Option<u64> {
+    headers
+        .get(header::CONTENT_LENGTH)?
+        .to_str()
+        .ok()?
+        .trim()
+        .parse()
+        .ok()
+}
+
+/// Read a whole body, at most `limit` bytes.
+async fn buffer(body: Body, limit: u64) -> Result<Bytes, ProxyError> {
+    let limit_usize = usize::try_from(limit).unwrap_or(usize::MAX);
+    match Limited::new(body, limit_usize).collect().await {
+        Ok(collected) => Ok(collected.to_bytes()),
+        Err(e) if e.downcast_ref::<LengthLimitError>().is_some() => {
+            Err(ProxyError::PayloadTooLarge { limit })
+        }
+        Err(e) => Err(ProxyError::BadRequest(format!(
+            "reading the request body failed: {e}"
+        ))),
+    }
+}
+
+/// `error: cause: cause` (hyper-util's errors hide the useful part in `source()`).
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut src = e.source();
+    while let Some(s) = src {
+        out.push_str(": ");
+        out.push_str(&s.to_string());
+        src = s.source();
+    }
+    out
+}
+
+fn panic_message(panic: &Box<dyn std::any::Any + Send>) -> String {
+    panic
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "panic".to_string())
+}

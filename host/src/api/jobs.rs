@@ -1,0 +1,47 @@
+//! Jobs: what was submitted, where it ran, how it ended.
+
+use axum::extract::{Path, Query, State};
+use axum::routing::get;
+use axum::{Json, Router};
+use comfyhost_store::JobRecord;
+use serde::Deserialize;
+
+use super::ApiError;
+use crate::state::AppState;
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/jobs", get(list))
+        .route("/jobs/{prompt_id}", get(one))
+}
+
+#[derive(Deserialize)]
+struct ListQuery {
+    #[serde(default = "default_limit")]
+    limit: u32,
+}
+
+fn default_limit() -> u32 {
+    100
+}
+
+async fn list(
+    State(s): State<AppState>,
+    Query(q): Query<ListQuery>,
+) -> Result<Json<Vec<JobRecord>>, ApiError> {
+    s.jobs
+        .recent(q.limit.min(1000))
+        .map(Json)
+        .map_err(|e| ApiError::Internal(e.to_string()))
+}
+
+async fn one(
+    State(s): State<AppState>,
+    Path(prompt_id): Path<String>,
+) -> Result<Json<JobRecord>, ApiError> {
+    s.jobs
+        .job(&prompt_id)
+        .map_err(|e| ApiError::Internal(e.to_string()))?
+        .map(Json)
+        .ok_or_else(|| ApiError::NotFound(format!("no job {prompt_id}")))
+}

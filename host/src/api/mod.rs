@@ -1,0 +1,40 @@
+//! The host's own JSON API under `<prefix>/comfyhost/api`. Everything but `health` needs the
+//! admin token.
+
+mod comfyui;
+mod error;
+mod gpu;
+mod jobs;
+mod plugins;
+
+use axum::Router;
+use axum::routing::get;
+
+use crate::auth::require_admin;
+use crate::state::AppState;
+
+pub use error::ApiError;
+
+/// The API router (to be nested at `/comfyhost/api`).
+pub fn router(state: AppState) -> Router {
+    let admin = Router::new()
+        .merge(comfyui::router())
+        .merge(plugins::router())
+        .merge(gpu::router())
+        .merge(jobs::router())
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.auth.clone(),
+            require_admin,
+        ));
+    Router::new()
+        .route("/health", get(health))
+        .merge(admin)
+        .with_state(state)
+}
+
+async fn health() -> axum::Json<serde_json::Value> {
+    axum::Json(serde_json::json!({
+        "status": "ok",
+        "version": env!("CARGO_PKG_VERSION"),
+    }))
+}

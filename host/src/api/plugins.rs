@@ -1,0 +1,155 @@
+//! Plugin management: list, inspect, install (multipart upload), enable/disable, grants
+//! (approve/revoke), config, rollback, rescan of the drop-in directory, logs.
+
+use axum::extract::{Multipart, Path, State};
+use axum::routing::{get, post, put};
+use axum::{Json, Router};
+use comfyhost_runtime::RuntimeError;
+use comfyhost_runtime::grants::Grants;
+use comfyhost_runtime::registry::PluginInfo;
+use serde_json::Value;
+
+use super::ApiError;
+use crate::state::AppState;
+
+/// Largest component accepted by the install API.
+const MAX_UPLOAD: usize = 64 << 20;
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/plugins", get(list).post(install))
+        .route("/plugins/rescan", post(rescan))
+        .route("/plugins/{id}", get(one))
+        .route("/plugins/{id}/enable", post(enable))
+        .route("/plugins/{id}/disable", post(disable))
+        .route("/plugins/{id}/rollback", post(rollback))
+        .route("/plugins/{id}/grants", put(grants))
+        .route("/plugins/{id}/config", put(config))
+        .route("/plugins/{id}/logs", get(logs))
+        .layer(axum::extract::DefaultBodyLimit::max(MAX_UPLOAD))
+}
+
+impl From<RuntimeError> for ApiError {
+    fn from(e: RuntimeError) -> Self {
+        match e {
+            RuntimeError::NotFound(_) => ApiError::NotFound(e.to_string()),
+            RuntimeError::Manifest(_)
+            | RuntimeError::Compile(_)
+            | RuntimeError::WorldMismatch(..)
+            | RuntimeError::Config(_) => ApiError::BadRequest(e.to_string()),
+            RuntimeError::Store(_) | RuntimeError::Io(_) => ApiError::Internal(e.to_string()),
+        }
+    }
+}
+
+/// Registry admin operations compile and touch files: run them off the async workers.
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, RuntimeError> + Send + 'static,
+) -> Result<T, ApiError> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| ApiError::Internal(format!("task failed: {e}")))?
+        .map_err(ApiError::from)
+}
+
+async fn list(State(s): State<AppState>) -> Json<Vec<PluginInfo>> {
+    Json(s.plugins.list())
+}
+
+async fn one(
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<PluginInfo>, ApiError> {
+    Ok(Json(s.plugins.get(&id)?))
+}
+
+async fn logs(State(s): State<AppState>, Path(id): Path<String>) -> Result<Json<Value>, ApiError> {
+    let records = s.plugins.logs(&id)?;
+    Ok(Json(serde_json::to_value(records).unwrap_or_default()))
+}
+
+async fn enable(
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<PluginInfo>, ApiError> {
+    Ok(Json(blocking(move || s.plugins.enable(&id)).await?))
+}
+
+async fn disable(
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<PluginInfo>, ApiError> {
+    Ok(Json(blocking(move || s.plugins.disable(&id)).await?))
+}
+
+async fn rollback(
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<PluginInfo>, ApiError> {
+    Ok(Json(blocking(move || s.plugins.rollback(&id)).await?))
+}
+
+async fn grants(
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+    Json(grants): Json<Grants>,
+) -> Result<Json<PluginInfo>, ApiError> {
+    Ok(Json(blocking(move || s.plugins.grant(&id, grants)).await?))
+}
+
+async fn config(
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+    Json(config): Json<Value>,
+) -> Result<Json<Value>, ApiError> {
+    Ok(Json(
+        blocking(move || s.plugins.set_config(&id, &config)).await?,
+    ))
+}
+
+async fn rescan(State(s): State<AppState>) -> Result<Json<Value>, ApiError> {
+    let report = blocking(move || s.plugins.discover()).await?;
+    Ok(Json(serde_json::json!({
+        "loaded": report.loaded,
+        "unchanged": report.unchanged,
+        "removed": report.removed,
+        "broken": report.broken,
+    })))
+}
+
+/// `multipart/form-data` with parts `manifest` (plugin.toml text), `wasm` (the component) and
+/// optionally `schema` (the config JSON Schema the manifest names).
+async fn install(
+    State(s): State<AppState>,
+    mut form: Multipart,
+) -> Result<Json<PluginInfo>, ApiError> {
+    let (mut manifest, mut wasm, mut schema) = (None, None, None);
+    while let Some(field) = form
+        .next_field()
+        .await
+        .map_err(|e| ApiError::BadRequest(format!("bad multipart body: {e}")))?
+    {
+        let name = field.name().unwrap_or_default().to_string();
+        let bytes = field
+            .bytes()
+            .await
+            .map_err(|e| ApiError::BadRequest(format!("reading part {name}: {e}")))?;
+        match name.as_str() {
+            "manifest" => manifest = Some(text(&name, bytes)?),
+            "schema" => schema = Some(text(&name, bytes)?),
+            "wasm" => wasm = Some(bytes),
+            other => return Err(ApiError::BadRequest(format!("unexpected part '{other}'"))),
+        }
+    }
+    let manifest =
+        manifest.ok_or_else(|| ApiError::BadRequest("missing part 'manifest'".into()))?;
+    let wasm = wasm.ok_or_else(|| ApiError::BadRequest("missing part 'wasm'".into()))?;
+    let info = blocking(move || s.plugins.install(&manifest, &wasm, schema.as_deref())).await?;
+    tracing::info!(plugin = %info.id, version = %info.version, state = ?info.state, "plugin installed");
+    Ok(Json(info))
+}
+
+fn text(name: &str, bytes: bytes::Bytes) -> Result<String, ApiError> {
+    String::from_utf8(bytes.to_vec())
+        .map_err(|_| ApiError::BadRequest(format!("part '{name}' is not UTF-8")))
+}

@@ -1,0 +1,185 @@
+//! `comfyhost run`: assembles the store, plugin runtime, GPU decision, supervisor, proxy and
+//! host API, serves them, and shuts everything down in order (no orphaned ComfyUI).
+
+use std::net::SocketAddr;
+use std::sync::{Arc, RwLock};
+
+use anyhow::Context;
+use axum::Router;
+use comfyhost_proxy::{ProxyConfig, ProxyState, UpstreamSnapshot};
+use comfyhost_supervisor::{Supervisor, SupervisorState};
+use tokio_util::sync::CancellationToken;
+
+use crate::auth::{AdminAuth, TokenOrigin};
+use crate::config::RunArgs;
+use crate::intercept::PluginInterceptor;
+use crate::jobs::JobTracker;
+use crate::state::AppState;
+use crate::{api, comfy_launch, gpu_cli, plugins_setup};
+
+pub async fn run(args: RunArgs) -> anyhow::Result<()> {
+    std::fs::create_dir_all(&args.data_dir)
+        .with_context(|| format!("creating data directory {}", args.data_dir.display()))?;
+
+    let (auth, origin) = AdminAuth::load_or_create(args.admin_token.as_deref(), &args.data_dir)?;
+    if let TokenOrigin::Generated(token) = origin {
+        eprintln!(
+            "\n  comfyhost admin token (shown once; only its hash is kept):\n\n      {token}\n\n  \
+             Use it as `Authorization: Bearer <token>` for the host API.\n"
+        );
+    }
+
+    let db = args.data_dir.join("comfyhost.db");
+    let store = comfyhost_store::Store::open(&db)
+        .with_context(|| format!("opening the store {}", db.display()))?;
+    let plugins = plugins_setup::open(&args, store.clone()).await?;
+
+    let gpu = gpu_cli::startup_report(&args).await;
+    let (flags, refusal) = match &gpu {
+        Some(r) => (r.decision.flags.clone(), r.decision.refusal.clone()),
+        None => (Vec::new(), None),
+    };
+    if let Some(r) = &gpu {
+        tracing::info!(choice = ?r.decision.choice, flags = ?r.decision.flags, "attention decision");
+    }
+
+    let cancel = CancellationToken::new();
+    let sup_config = comfy_launch::supervisor_config(&args, &flags)?;
+    let supervisor = Arc::new(
+        Supervisor::spawn(sup_config, cancel.child_token())
+            .context("starting the ComfyUI supervisor")?,
+    );
+    match &refusal {
+        Some(why) => tracing::error!(
+            reason = %why,
+            "ComfyUI is not started: the GPU/torch environment cannot run it (see `comfyhost gpu`)"
+        ),
+        None => {
+            supervisor.start().await;
+        }
+    }
+    let gpu = Arc::new(RwLock::new(gpu));
+    crate::gpu_confirm::spawn(&supervisor, gpu.clone(), cancel.child_token());
+
+    let jobs = JobTracker::new(store, supervisor.base_url().to_string())
+        .context("loading unfinished jobs")?;
+    let proxy = build_proxy(
+        &args,
+        &supervisor,
+        PluginInterceptor::new(plugins.clone(), jobs.clone()),
+    )?;
+    jobs.spawn(&supervisor, proxy.clone(), cancel.child_token());
+    plugins_setup::spawn_rescan(
+        plugins.clone(),
+        std::time::Duration::from_secs(args.plugins_rescan_s),
+        cancel.child_token(),
+    );
+    let state = AppState {
+        supervisor: supervisor.clone(),
+        plugins,
+        jobs,
+        auth,
+        gpu,
+    };
+    let app = router(&args, state, proxy);
+
+    let listener = tokio::net::TcpListener::bind(args.listen)
+        .await
+        .with_context(|| format!("binding {}", args.listen))?;
+    let addr = listener.local_addr()?;
+    // Tests and scripts read this line.
+    println!(
+        "comfyhost listening on http://{addr}{}",
+        args.normalized_prefix().unwrap_or_default()
+    );
+
+    let shutdown = cancel.clone();
+    axum::serve(
+        listener,
+        app.into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(async move {
+        tokio::select! {
+            _ = shutdown_signal() => {}
+            _ = shutdown.cancelled() => {}
+        }
+    })
+    .await
+    .context("serving HTTP")?;
+
+    tracing::info!("shutting down: stopping ComfyUI");
+    cancel.cancel();
+    supervisor.shutdown().await;
+    Ok(())
+}
+
+fn build_proxy(
+    args: &RunArgs,
+    supervisor: &Arc<Supervisor>,
+    interceptor: Arc<PluginInterceptor>,
+) -> anyhow::Result<ProxyState> {
+    let base = supervisor.base_url();
+    let authority = base
+        .strip_prefix("http://")
+        .ok_or_else(|| anyhow::anyhow!("the proxy supports http:// upstreams only, not {base}"))?
+        .trim_end_matches('/');
+    anyhow::ensure!(
+        !authority.contains('/'),
+        "the proxy cannot forward to an upstream with a path ({base}); attach to ComfyUI's root URL"
+    );
+    let mut config =
+        ProxyConfig::new(authority).with_context(|| format!("proxy upstream {base}"))?;
+    if let Some(prefix) = args.normalized_prefix() {
+        config = config.with_prefix(&prefix)?;
+    }
+    let sup = supervisor.clone();
+    let state = ProxyState::builder(config)
+        .upstream_state(move || {
+            let status = sup.status();
+            let mut snap = UpstreamSnapshot::new(format!("{:?}", status.state).to_lowercase());
+            snap.restarting = matches!(
+                status.state,
+                SupervisorState::Starting | SupervisorState::Backoff
+            );
+            snap.details = status.reason.map(serde_json::Value::String);
+            snap
+        })
+        .interceptor(interceptor)
+        .build()?;
+    Ok(state)
+}
+
+/// Host routes take precedence; everything else is ComfyUI's.
+fn router(args: &RunArgs, state: AppState, proxy: ProxyState) -> Router {
+    let api_path = format!(
+        "{}/comfyhost/api",
+        args.normalized_prefix().unwrap_or_default()
+    );
+    Router::new()
+        .nest(&api_path, api::router(state))
+        .merge(comfyhost_proxy::router(proxy))
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot listen for SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {}
+        _ = term => {}
+    }
+}

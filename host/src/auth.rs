@@ -1,0 +1,141 @@
+//! Admin authentication for the host API: a bearer token.
+//!
+//! The token comes from `COMFYHOST_ADMIN_TOKEN` / `--admin-token`, or is generated at first
+//! start, printed once on stderr, and only its SHA-256 is stored (`<data-dir>/admin-token.sha256`).
+//! There is no default password.
+
+use std::path::Path;
+
+use axum::extract::{Request, State};
+use axum::http::{StatusCode, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use sha2::{Digest, Sha256};
+
+/// Verifies admin tokens.
+#[derive(Clone)]
+pub struct AdminAuth {
+    token_sha256: [u8; 32],
+}
+
+/// What [`AdminAuth::load_or_create`] did, so `main` can print a new token once.
+pub enum TokenOrigin {
+    Configured,
+    Stored,
+    Generated(String),
+}
+
+impl AdminAuth {
+    pub fn from_token(token: &str) -> Self {
+        Self {
+            token_sha256: Sha256::digest(token.as_bytes()).into(),
+        }
+    }
+
+    /// Use the configured token, else the stored hash, else generate one.
+    pub fn load_or_create(
+        configured: Option<&str>,
+        data_dir: &Path,
+    ) -> anyhow::Result<(Self, TokenOrigin)> {
+        use anyhow::Context;
+        if let Some(t) = configured.filter(|t| !t.is_empty()) {
+            anyhow::ensure!(
+                t.len() >= 16,
+                "the admin token must be at least 16 characters"
+            );
+            return Ok((Self::from_token(t), TokenOrigin::Configured));
+        }
+        let path = data_dir.join("admin-token.sha256");
+        if let Ok(text) = std::fs::read_to_string(&path) {
+            let bytes = hex::decode(text.trim())
+                .ok()
+                .and_then(|b| <[u8; 32]>::try_from(b).ok())
+                .with_context(|| {
+                    format!(
+                        "{} is corrupt; delete it to get a new token",
+                        path.display()
+                    )
+                })?;
+            return Ok((
+                Self {
+                    token_sha256: bytes,
+                },
+                TokenOrigin::Stored,
+            ));
+        }
+        let token: String = {
+            use rand::Rng;
+            let bytes: [u8; 24] = rand::rng().random();
+            hex::encode(bytes)
+        };
+        let auth = Self::from_token(&token);
+        std::fs::create_dir_all(data_dir)
+            .with_context(|| format!("creating {}", data_dir.display()))?;
+        std::fs::write(&path, hex::encode(auth.token_sha256))
+            .with_context(|| format!("writing {}", path.display()))?;
+        Ok((auth, TokenOrigin::Generated(token)))
+    }
+
+    /// Constant-time comparison of a presented token's hash.
+    pub fn verify(&self, presented: &str) -> bool {
+        let h: [u8; 32] = Sha256::digest(presented.as_bytes()).into();
+        h.iter()
+            .zip(self.token_sha256.iter())
+            .fold(0u8, |acc, (a, b)| acc | (a ^ b))
+            == 0
+    }
+}
+
+/// Middleware: requests must carry `Authorization: Bearer <admin token>`.
+pub async fn require_admin(State(auth): State<AdminAuth>, req: Request, next: Next) -> Response {
+    let presented = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "));
+    match presented {
+        Some(t) if auth.verify(t) => next.run(req).await,
+        Some(_) => error(StatusCode::FORBIDDEN, "invalid admin token"),
+        None => error(
+            StatusCode::UNAUTHORIZED,
+            "admin token required (Authorization: Bearer <token>)",
+        ),
+    }
+}
+
+fn error(status: StatusCode, message: &str) -> Response {
+    (
+        status,
+        axum::Json(serde_json::json!({"error": {"type": "unauthorized", "message": message}})),
+    )
+        .into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn generated_token_is_stored_hashed_and_verifies() {
+        let dir = tempfile::tempdir().unwrap();
+        let (auth, origin) = AdminAuth::load_or_create(None, dir.path()).unwrap();
+        let TokenOrigin::Generated(token) = origin else {
+            panic!("expected a new token")
+        };
+        assert!(auth.verify(&token));
+        assert!(!auth.verify("wrong"));
+        let stored = std::fs::read_to_string(dir.path().join("admin-token.sha256")).unwrap();
+        assert!(!stored.contains(&token));
+        let (again, origin) = AdminAuth::load_or_create(None, dir.path()).unwrap();
+        assert!(matches!(origin, TokenOrigin::Stored));
+        assert!(again.verify(&token));
+    }
+
+    #[test]
+    fn configured_token_wins_and_short_ones_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let (auth, _) = AdminAuth::load_or_create(Some("0123456789abcdef"), dir.path()).unwrap();
+        assert!(auth.verify("0123456789abcdef"));
+        assert!(AdminAuth::load_or_create(Some("short"), dir.path()).is_err());
+    }
+}

@@ -1,0 +1,92 @@
+//! GPU detection and attention selection for the host: the `comfyhost gpu` subcommand and the
+//! report made at start-up.
+
+use std::path::PathBuf;
+
+use clap::Args;
+use comfyhost_gpu::{DetectConfig, DeviceSelection, GpuReport, OverrideSetting};
+
+use crate::config::{ComfyMode, RunArgs};
+
+#[derive(Debug, Clone, Args)]
+pub struct GpuArgs {
+    /// Python interpreter of the ComfyUI environment to probe.
+    #[arg(long, env = "COMFYHOST_PYTHON", default_value = "python3")]
+    pub python: PathBuf,
+    /// ComfyUI checkout (for `main.py --help`).
+    #[arg(long, env = "COMFYHOST_COMFYUI_DIR", default_value = ".")]
+    pub comfyui_dir: PathBuf,
+    /// Print JSON (what the host API returns) instead of text.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `comfyhost gpu`: print the same report the host API serves.
+pub async fn run(args: GpuArgs) -> anyhow::Result<()> {
+    let cfg = DetectConfig {
+        python: args.python,
+        comfyui_dir: args.comfyui_dir,
+        ..DetectConfig::default()
+    };
+    let report = comfyhost_gpu::full_report(&cfg).await;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        print!("{}", report.render_text());
+    }
+    Ok(())
+}
+
+/// The report made when the host starts, or `None` when ComfyUI is not ours to configure
+/// (attach mode) or detection is switched off.
+pub async fn startup_report(args: &RunArgs) -> Option<GpuReport> {
+    if args.no_gpu_detect {
+        return None;
+    }
+    match args.comfy_mode() {
+        ComfyMode::Attach { .. } => None,
+        ComfyMode::Managed {
+            python,
+            comfyui_dir,
+        } => {
+            let cfg = DetectConfig {
+                probe_cache_file: Some(args.data_dir.join("env-probe.json")),
+                python,
+                comfyui_dir,
+                ..DetectConfig::default()
+            };
+            Some(comfyhost_gpu::full_report(&cfg).await)
+        }
+        ComfyMode::Simulator => Some(simulator_report().await),
+    }
+}
+
+/// The simulator has no Python environment: detect the GPUs for real, decide without a probe
+/// (which selects `--cpu` without a GPU and no attention flag otherwise).
+async fn simulator_report() -> GpuReport {
+    let cfg = DetectConfig::default();
+    let inventory = comfyhost_gpu::detect(&cfg).await;
+    let selection = cfg
+        .visible_devices()
+        .as_deref()
+        .map_or(DeviceSelection::Default, DeviceSelection::parse);
+    let decision = comfyhost_gpu::decide(
+        &inventory,
+        None,
+        None,
+        &OverrideSetting::default(),
+        &selection,
+    );
+    GpuReport {
+        inventory,
+        probe: None,
+        probe_error: Some(
+            "the embedded ComfyUI simulator has no Python environment to probe".into(),
+        ),
+        probe_cached: false,
+        accepted_flags: None,
+        accepted_flags_error: None,
+        decision,
+        confirmation: None,
+    }
+}

@@ -1,0 +1,404 @@
+//! Job tracking: every prompt the host forwards to ComfyUI is recorded in the store before
+//! ComfyUI sees it, followed to its end through ComfyUI's history, and, when ComfyUI dies or
+//! forgets it, recorded as failed and reported to the browser (`comfyhost.job_failed`) instead
+//! of being silently lost. Survives host restarts: unfinished jobs are picked up again at start.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use comfyhost_proxy::{HostEvent, ProxyState};
+use comfyhost_store::{JobRecord, Store};
+use comfyhost_supervisor::{Supervisor, SupervisorEvent, SupervisorState};
+use parking_lot::Mutex;
+use serde_json::{Value, json};
+use tokio::sync::broadcast::error::RecvError;
+use tokio_util::sync::CancellationToken;
+
+/// How often unfinished jobs are checked against ComfyUI's history and queue.
+const POLL_EVERY: Duration = Duration::from_secs(1);
+/// A job missing from both queue and history for this long was never queued or was removed.
+const LOST_AFTER_MS: i64 = 5_000;
+/// Unfinished jobs looked at per poll (the rest wait for the next one).
+const POLL_BATCH: usize = 64;
+
+#[derive(Debug, Clone)]
+struct InFlight {
+    client_id: Option<String>,
+    submitted_ms: i64,
+    /// First time the job was seen in neither queue nor history.
+    missing_since_ms: Option<i64>,
+}
+
+/// Records and follows jobs. Cheap to clone.
+#[derive(Clone)]
+pub struct JobTracker {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    store: Store,
+    in_flight: Mutex<HashMap<String, InFlight>>,
+    upstream: String,
+    http: reqwest::Client,
+}
+
+pub fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+impl JobTracker {
+    /// `upstream` is ComfyUI's base URL (`http://127.0.0.1:8189`). Unfinished jobs from an
+    /// earlier run are loaded and followed again.
+    pub fn new(store: Store, upstream: String) -> anyhow::Result<Self> {
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_secs(5))
+            .build()?;
+        let tracker = Self {
+            inner: Arc::new(Inner {
+                store,
+                in_flight: Mutex::new(HashMap::new()),
+                upstream: upstream.trim_end_matches('/').to_string(),
+                http,
+            }),
+        };
+        let unfinished = tracker
+            .inner
+            .store
+            .recent_jobs(None, 10_000)?
+            .into_iter()
+            .filter(|j| matches!(j.status.as_str(), "queued" | "running"));
+        let mut map = tracker.inner.in_flight.lock();
+        for job in unfinished {
+            tracing::info!(prompt_id = %job.prompt_id, "following an unfinished job from an earlier run");
+            map.insert(
+                job.prompt_id.clone(),
+                InFlight {
+                    client_id: job.client_id.clone(),
+                    submitted_ms: job.submitted_ms,
+                    missing_since_ms: None,
+                },
+            );
+        }
+        drop(map);
+        Ok(tracker)
+    }
+
+    /// A prompt is about to be forwarded to ComfyUI.
+    pub fn submitted(
+        &self,
+        prompt_id: &str,
+        client_id: Option<&str>,
+        route: &str,
+        workflow: &Value,
+    ) {
+        let now = now_ms();
+        let record = JobRecord {
+            prompt_id: prompt_id.to_string(),
+            client_id: client_id.map(str::to_string),
+            user_id: None,
+            route: Some(route.to_string()),
+            backend: None,
+            status: "queued".into(),
+            submitted_ms: now,
+            started_ms: None,
+            finished_ms: None,
+            error_json: None,
+            workflow_json: Some(workflow.to_string()),
+            original_workflow_json: None,
+        };
+        if let Err(e) = self.inner.store.upsert_job(&record) {
+            tracing::error!(prompt_id, error = %e, "cannot record job");
+        }
+        self.inner.in_flight.lock().insert(
+            prompt_id.to_string(),
+            InFlight {
+                client_id: client_id.map(str::to_string),
+                submitted_ms: now,
+                missing_since_ms: None,
+            },
+        );
+    }
+
+    /// A prompt refused by the host (plugin rejection or failure); never reaches ComfyUI.
+    pub fn refused(&self, prompt_id: &str, client_id: Option<&str>, error: &Value) {
+        let now = now_ms();
+        let record = JobRecord {
+            prompt_id: prompt_id.to_string(),
+            client_id: client_id.map(str::to_string),
+            user_id: None,
+            route: Some("reject".into()),
+            backend: None,
+            status: "rejected".into(),
+            submitted_ms: now,
+            started_ms: None,
+            finished_ms: Some(now),
+            error_json: Some(error.to_string()),
+            workflow_json: None,
+            original_workflow_json: None,
+        };
+        if let Err(e) = self.inner.store.upsert_job(&record) {
+            tracing::error!(prompt_id, error = %e, "cannot record refused job");
+        }
+    }
+
+    pub fn job(&self, prompt_id: &str) -> anyhow::Result<Option<JobRecord>> {
+        Ok(self.inner.store.job(prompt_id)?)
+    }
+
+    pub fn recent(&self, limit: u32) -> anyhow::Result<Vec<JobRecord>> {
+        Ok(self.inner.store.recent_jobs(None, limit)?)
+    }
+
+    /// Follow jobs until `cancel`: poll ComfyUI, and fail every unfinished job when ComfyUI
+    /// exits (it keeps its queue in memory only, so a restarted ComfyUI will not run them).
+    pub fn spawn(
+        &self,
+        supervisor: &Arc<Supervisor>,
+        proxy: ProxyState,
+        cancel: CancellationToken,
+    ) {
+        let tracker = self.clone();
+        let supervisor = supervisor.clone();
+        let mut events = supervisor.subscribe();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(POLL_EVERY);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tokio::select! {
+                    _ = cancel.cancelled() => return,
+                    ev = events.recv() => match ev {
+                        Ok(SupervisorEvent::Exited { exit, .. }) => {
+                            let why = format!(
+                                "ComfyUI exited ({}) while this prompt was queued or running; \
+                                 ComfyUI does not keep its queue across restarts, so queue it again",
+                                exit.description
+                            );
+                            tracker.fail_all("comfyui_exited", &why, &proxy);
+                        }
+                        Ok(_) | Err(RecvError::Lagged(_)) => {}
+                        Err(RecvError::Closed) => return,
+                    },
+                    _ = tick.tick() => {
+                        if supervisor.status().state == SupervisorState::Ready
+                            || supervisor.status().state == SupervisorState::Attached
+                        {
+                            tracker.poll(&proxy).await;
+                        }
+                    }
+                }
+            }
+        });
+    }
+
+    fn fail_all(&self, kind: &str, message: &str, proxy: &ProxyState) {
+        let jobs: Vec<(String, InFlight)> = self.inner.in_flight.lock().drain().collect();
+        for (prompt_id, job) in jobs {
+            self.finish(
+                &prompt_id,
+                &job,
+                "failed",
+                Some(json!({"type": kind, "message": message})),
+                proxy,
+            );
+        }
+    }
+
+    fn finish(
+        &self,
+        prompt_id: &str,
+        job: &InFlight,
+        status: &str,
+        error: Option<Value>,
+        proxy: &ProxyState,
+    ) {
+        let now = now_ms();
+        let record = JobRecord {
+            prompt_id: prompt_id.to_string(),
+            client_id: job.client_id.clone(),
+            user_id: None,
+            route: None,
+            backend: None,
+            status: status.to_string(),
+            submitted_ms: job.submitted_ms,
+            started_ms: None,
+            finished_ms: Some(now),
+            error_json: error.as_ref().map(Value::to_string),
+            workflow_json: None,
+            original_workflow_json: None,
+        };
+        if let Err(e) = self.inner.store.upsert_job(&record) {
+            tracing::error!(prompt_id, error = %e, "cannot record job outcome");
+        }
+        match &error {
+            Some(err) => tracing::warn!(prompt_id, status, error = %err, "job ended"),
+            None => tracing::info!(prompt_id, status, "job ended"),
+        }
+        if let (Some(err), Some(client)) = (error, &job.client_id) {
+            let event = HostEvent::new(
+                "comfyhost.job_failed",
+                json!({"prompt_id": prompt_id, "status": status, "error": err}),
+            );
+            if let Ok(event) = event {
+                // The browser may be reconnecting right now; the job record stays in the API.
+                let _ = proxy.ws().send_to(client, &event);
+            }
+        }
+    }
+
+    async fn poll(&self, proxy: &ProxyState) {
+        let batch: Vec<(String, InFlight)> = self
+            .inner
+            .in_flight
+            .lock()
+            .iter()
+            .take(POLL_BATCH)
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        if batch.is_empty() {
+            return;
+        }
+        let queue = self.queue_ids().await;
+        for (prompt_id, job) in batch {
+            match self.history_outcome(&prompt_id).await {
+                Ok(Some((status, error))) => {
+                    self.inner.in_flight.lock().remove(&prompt_id);
+                    self.finish(&prompt_id, &job, &status, error, proxy);
+                }
+                Ok(None) => self.check_missing(&prompt_id, &job, queue.as_ref(), proxy),
+                Err(e) => tracing::debug!(prompt_id, error = %e, "history poll failed"),
+            }
+        }
+    }
+
+    /// Not in history: still queued or running? If it is in neither for a while, it is lost.
+    fn check_missing(
+        &self,
+        prompt_id: &str,
+        job: &InFlight,
+        queue: Option<&QueueIds>,
+        proxy: &ProxyState,
+    ) {
+        let Some(queue) = queue else { return };
+        let now = now_ms();
+        if queue.running.iter().any(|id| id == prompt_id) {
+            self.mark_running(prompt_id, job);
+            return;
+        }
+        if queue.pending.iter().any(|id| id == prompt_id) || now - job.submitted_ms < LOST_AFTER_MS
+        {
+            return;
+        }
+        let since = {
+            let mut map = self.inner.in_flight.lock();
+            let Some(entry) = map.get_mut(prompt_id) else {
+                return;
+            };
+            *entry.missing_since_ms.get_or_insert(now)
+        };
+        if now - since >= LOST_AFTER_MS {
+            self.inner.in_flight.lock().remove(prompt_id);
+            self.finish(
+                prompt_id,
+                job,
+                "lost",
+                Some(json!({
+                    "type": "comfyui_forgot_prompt",
+                    "message": "ComfyUI has this prompt neither in its queue nor in its history: it \
+                                rejected it, it was removed from the queue, or ComfyUI restarted"
+                })),
+                proxy,
+            );
+        }
+    }
+
+    fn mark_running(&self, prompt_id: &str, job: &InFlight) {
+        let record = JobRecord {
+            prompt_id: prompt_id.to_string(),
+            client_id: job.client_id.clone(),
+            user_id: None,
+            route: None,
+            backend: None,
+            status: "running".into(),
+            submitted_ms: job.submitted_ms,
+            started_ms: Some(now_ms()),
+            finished_ms: None,
+            error_json: None,
+            workflow_json: None,
+            original_workflow_json: None,
+        };
+        if let Err(e) = self.inner.store.upsert_job(&record) {
+            tracing::error!(prompt_id, error = %e, "cannot record job start");
+        }
+    }
+
+    /// `Some((status, error))` once ComfyUI's history has the prompt.
+    async fn history_outcome(
+        &self,
+        prompt_id: &str,
+    ) -> anyhow::Result<Option<(String, Option<Value>)>> {
+        let url = format!("{}/history/{prompt_id}", self.inner.upstream);
+        let body: Value = self
+            .inner
+            .http
+            .get(url)
+            .send()
+            .await?
+            .error_for_status()?
+            .json()
+            .await?;
+        let Some(entry) = body.get(prompt_id) else {
+            return Ok(None);
+        };
+        let status = &entry["status"];
+        if status["status_str"] == "success" {
+            return Ok(Some(("succeeded".into(), None)));
+        }
+        // Failed or interrupted: keep ComfyUI's own messages.
+        let messages = status["messages"].clone();
+        let interrupted = messages.to_string().contains("execution_interrupted");
+        let kind = if interrupted { "interrupted" } else { "failed" };
+        Ok(Some((
+            kind.into(),
+            Some(json!({"type": format!("comfyui_{kind}"), "messages": messages})),
+        )))
+    }
+
+    async fn queue_ids(&self) -> Option<QueueIds> {
+        let url = format!("{}/queue", self.inner.upstream);
+        let body: Value = self
+            .inner
+            .http
+            .get(url)
+            .send()
+            .await
+            .ok()?
+            .json()
+            .await
+            .ok()?;
+        // Queue items are `[number, prompt_id, prompt, extra_data, outputs_to_execute, ...]`.
+        let ids = |key: &str| -> Vec<String> {
+            body[key]
+                .as_array()
+                .map(|items| {
+                    items
+                        .iter()
+                        .filter_map(|i| i.get(1).and_then(Value::as_str).map(str::to_string))
+                        .collect()
+                })
+                .unwrap_or_default()
+        };
+        Some(QueueIds {
+            running: ids("queue_running"),
+            pending: ids("queue_pending"),
+        })
+    }
+}
+
+struct QueueIds {
+    running: Vec<String>,
+    pending: Vec<String>,
+}

@@ -1,0 +1,15 @@
+//! The comfyhost host: configuration, wiring of supervisor, proxy, plugin runtime, store and
+//! the host API. The binary (`main.rs`) is a thin CLI over [`app::run`].
+
+pub mod api;
+pub mod app;
+pub mod auth;
+pub mod comfy_launch;
+pub mod config;
+pub mod gpu_cli;
+pub mod gpu_confirm;
+pub mod intercept;
+pub mod jobs;
+pub mod plugins_setup;
+pub mod state;
+pub mod telemetry;
