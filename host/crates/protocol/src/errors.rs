@@ -22,7 +22,11 @@ pub struct ComfyErrorBody {
 
 impl ComfyErrorBody {
     /// A host-originated error. `kind` should be namespaced (`comfyhost_...`).
-    pub fn new(kind: impl Into<String>, message: impl Into<String>, details: impl Into<String>) -> Self {
+    pub fn new(
+        kind: impl Into<String>,
+        message: impl Into<String>,
+        details: impl Into<String>,
+    ) -> Self {
         Self {
             error: ErrorDetail {
                 kind: kind.into(),
@@ -46,9 +50,10 @@ mod tests {
 
     #[test]
     fn recorded_validation_error_parses() {
-        let rec: Value =
-            serde_json::from_str(include_str!("../tests/fixtures/err_unknown_class_type.json"))
-                .unwrap();
+        let rec: Value = serde_json::from_str(include_str!(
+            "../tests/fixtures/err_unknown_class_type.json"
+        ))
+        .unwrap();
         let body: ComfyErrorBody = serde_json::from_value(rec["body"].clone()).unwrap();
         assert!(!body.error.kind.is_empty());
         // Same field set on the way out.

@@ -15,7 +15,10 @@ pub enum PromptRequestError {
     #[error("prompt must be an object of nodes keyed by node id")]
     PromptNotObject,
     #[error("field {field} has the wrong type: {expected}")]
-    FieldType { field: &'static str, expected: &'static str },
+    FieldType {
+        field: &'static str,
+        expected: &'static str,
+    },
 }
 
 /// A parsed `POST /prompt` body. Unknown fields are kept verbatim in `rest`, so a rewritten
@@ -188,7 +191,10 @@ mod tests {
         );
         assert!(matches!(
             PromptRequest::parse(br#"{"prompt":{},"client_id":5}"#),
-            Err(PromptRequestError::FieldType { field: "client_id", .. })
+            Err(PromptRequestError::FieldType {
+                field: "client_id",
+                ..
+            })
         ));
     }
 }

@@ -134,7 +134,10 @@ pub enum WsMessage {
     FeatureFlags(Map<String, Value>),
     /// Any other type (custom nodes, host-namespaced `comfyhost.*`).
     #[serde(skip)]
-    Other { kind: String, data: Value },
+    Other {
+        kind: String,
+        data: Value,
+    },
 }
 
 impl WsMessage {
@@ -265,7 +268,10 @@ mod tests {
     fn unknown_types_are_kept() {
         let msg = WsMessage::parse(r#"{"type":"comfyhost.status","data":{"a":1}}"#).unwrap();
         assert_eq!(msg.kind(), "comfyhost.status");
-        assert_eq!(msg.to_text(), r#"{"type":"comfyhost.status","data":{"a":1}}"#);
+        assert_eq!(
+            msg.to_text(),
+            r#"{"type":"comfyhost.status","data":{"a":1}}"#
+        );
     }
 
     #[test]
@@ -274,7 +280,9 @@ mod tests {
             r#"{"type":"executed","data":{"node":"2","display_node":"2","output":{"images":[{"filename":"a.png","subfolder":"","type":"output"}]},"prompt_id":"p"}}"#,
         )
         .unwrap();
-        let WsMessage::Executed(e) = msg else { panic!() };
+        let WsMessage::Executed(e) = msg else {
+            panic!()
+        };
         assert_eq!(e.files()[0].filename, "a.png");
     }
 }
