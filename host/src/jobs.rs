@@ -28,6 +28,8 @@ struct InFlight {
     submitted_ms: i64,
     /// First time the job was seen in neither queue nor history.
     missing_since_ms: Option<i64>,
+    /// Seen running (its start is recorded once).
+    running: bool,
 }
 
 /// Records and follows jobs. Cheap to clone.
@@ -41,6 +43,25 @@ struct Inner {
     in_flight: Mutex<HashMap<String, InFlight>>,
     upstream: String,
     http: reqwest::Client,
+}
+
+/// A record with only identity, status and submission time set; the store keeps earlier
+/// values of the fields left `None`.
+fn record(prompt_id: &str, client_id: Option<&str>, status: &str, submitted_ms: i64) -> JobRecord {
+    JobRecord {
+        prompt_id: prompt_id.to_string(),
+        client_id: client_id.map(str::to_string),
+        user_id: None,
+        route: None,
+        backend: None,
+        status: status.to_string(),
+        submitted_ms,
+        started_ms: None,
+        finished_ms: None,
+        error_json: None,
+        workflow_json: None,
+        original_workflow_json: None,
+    }
 }
 
 pub fn now_ms() -> i64 {
@@ -80,6 +101,7 @@ impl JobTracker {
                     client_id: job.client_id.clone(),
                     submitted_ms: job.submitted_ms,
                     missing_since_ms: None,
+                    running: job.status == "running",
                 },
             );
         }
@@ -97,18 +119,9 @@ impl JobTracker {
     ) {
         let now = now_ms();
         let record = JobRecord {
-            prompt_id: prompt_id.to_string(),
-            client_id: client_id.map(str::to_string),
-            user_id: None,
             route: Some(route.to_string()),
-            backend: None,
-            status: "queued".into(),
-            submitted_ms: now,
-            started_ms: None,
-            finished_ms: None,
-            error_json: None,
             workflow_json: Some(workflow.to_string()),
-            original_workflow_json: None,
+            ..record(prompt_id, client_id, "queued", now)
         };
         if let Err(e) = self.inner.store.upsert_job(&record) {
             tracing::error!(prompt_id, error = %e, "cannot record job");
@@ -119,6 +132,7 @@ impl JobTracker {
                 client_id: client_id.map(str::to_string),
                 submitted_ms: now,
                 missing_since_ms: None,
+                running: false,
             },
         );
     }
@@ -127,18 +141,10 @@ impl JobTracker {
     pub fn refused(&self, prompt_id: &str, client_id: Option<&str>, error: &Value) {
         let now = now_ms();
         let record = JobRecord {
-            prompt_id: prompt_id.to_string(),
-            client_id: client_id.map(str::to_string),
-            user_id: None,
             route: Some("reject".into()),
-            backend: None,
-            status: "rejected".into(),
-            submitted_ms: now,
-            started_ms: None,
             finished_ms: Some(now),
             error_json: Some(error.to_string()),
-            workflow_json: None,
-            original_workflow_json: None,
+            ..record(prompt_id, client_id, "rejected", now)
         };
         if let Err(e) = self.inner.store.upsert_job(&record) {
             tracing::error!(prompt_id, error = %e, "cannot record refused job");
@@ -215,20 +221,15 @@ impl JobTracker {
         error: Option<Value>,
         proxy: &ProxyState,
     ) {
-        let now = now_ms();
         let record = JobRecord {
-            prompt_id: prompt_id.to_string(),
-            client_id: job.client_id.clone(),
-            user_id: None,
-            route: None,
-            backend: None,
-            status: status.to_string(),
-            submitted_ms: job.submitted_ms,
-            started_ms: None,
-            finished_ms: Some(now),
+            finished_ms: Some(now_ms()),
             error_json: error.as_ref().map(Value::to_string),
-            workflow_json: None,
-            original_workflow_json: None,
+            ..record(
+                prompt_id,
+                job.client_id.as_deref(),
+                status,
+                job.submitted_ms,
+            )
         };
         if let Err(e) = self.inner.store.upsert_job(&record) {
             tracing::error!(prompt_id, error = %e, "cannot record job outcome");
@@ -285,7 +286,12 @@ impl JobTracker {
         let Some(queue) = queue else { return };
         let now = now_ms();
         if queue.running.iter().any(|id| id == prompt_id) {
-            self.mark_running(prompt_id, job);
+            if !job.running {
+                if let Some(entry) = self.inner.in_flight.lock().get_mut(prompt_id) {
+                    entry.running = true;
+                }
+                self.mark_running(prompt_id, job);
+            }
             return;
         }
         if queue.pending.iter().any(|id| id == prompt_id) || now - job.submitted_ms < LOST_AFTER_MS
@@ -317,18 +323,13 @@ impl JobTracker {
 
     fn mark_running(&self, prompt_id: &str, job: &InFlight) {
         let record = JobRecord {
-            prompt_id: prompt_id.to_string(),
-            client_id: job.client_id.clone(),
-            user_id: None,
-            route: None,
-            backend: None,
-            status: "running".into(),
-            submitted_ms: job.submitted_ms,
             started_ms: Some(now_ms()),
-            finished_ms: None,
-            error_json: None,
-            workflow_json: None,
-            original_workflow_json: None,
+            ..record(
+                prompt_id,
+                job.client_id.as_deref(),
+                "running",
+                job.submitted_ms,
+            )
         };
         if let Err(e) = self.inner.store.upsert_job(&record) {
             tracing::error!(prompt_id, error = %e, "cannot record job start");
