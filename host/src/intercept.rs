@@ -51,69 +51,63 @@ impl PluginInterceptor {
     }
 
     async fn run_chains(&self, mut request: PromptRequest, prompt_id: &str) -> PromptDecision {
-        let has_transform = self.plugins.has_enabled(HookKind::PromptTransform);
-        let has_router = self.plugins.has_enabled(HookKind::QueueRouter);
-        let prompt_id = prompt_id.to_string();
-        {
-            let mut submission = Submission {
-                prompt_id: prompt_id.clone(),
-                client_id: request.client_id.clone(),
-                user: None,
-                workflow: Value::Object(std::mem::take(&mut request.prompt)),
-                flags: request.comfyhost_flags(),
-            };
-            if has_transform {
-                match self.plugins.transform(&submission).await {
-                    Ok((workflow, applied)) => {
-                        if !applied.is_empty() {
-                            tracing::info!(plugins = ?applied, "workflow rewritten by plugins");
-                        }
-                        submission.workflow = workflow;
+        let mut submission = Submission {
+            prompt_id: prompt_id.to_string(),
+            client_id: request.client_id.clone(),
+            user: None,
+            workflow: Value::Object(std::mem::take(&mut request.prompt)),
+            flags: request.comfyhost_flags(),
+        };
+        // Empty chains are skipped: no copy of the workflow, no allocation.
+        if self.plugins.has_enabled(HookKind::PromptTransform) {
+            match self.plugins.transform(&submission).await {
+                Ok((workflow, applied)) => {
+                    if !applied.is_empty() {
+                        tracing::info!(plugins = ?applied, "workflow rewritten by plugins");
                     }
-                    Err(e) => return plugin_failure(&e.to_string()),
+                    submission.workflow = workflow;
                 }
+                Err(e) => return plugin_failure(&e.to_string()),
             }
-            let route = if has_router {
-                match self.plugins.route(&submission, &[]).await {
-                    Ok(decision) => {
-                        tracing::info!(route = ?decision.route, by = ?decision.decided_by, "routed");
-                        decision.route
-                    }
-                    Err(e) => return plugin_failure(&e.to_string()),
+        }
+        let route = if self.plugins.has_enabled(HookKind::QueueRouter) {
+            match self.plugins.route(&submission, &[]).await {
+                Ok(decision) => {
+                    tracing::info!(route = ?decision.route, by = ?decision.decided_by, "routed");
+                    decision.route
                 }
-            } else {
-                Route::Local
-            };
-            match route {
-                Route::Local | Route::Pass => {
-                    let Value::Object(prompt) = submission.workflow else {
-                        return plugin_failure(
-                            "a plugin returned a workflow that is not an object",
-                        );
-                    };
-                    request.prompt = prompt;
-                    self.jobs.submitted(
-                        &prompt_id,
-                        request.client_id.as_deref(),
-                        "local",
-                        &Value::Object(request.prompt.clone()),
-                    );
-                    PromptDecision::Forward(Bytes::from(request.to_body()))
-                }
-                Route::Reject(reason) => respond(
-                    StatusCode::BAD_REQUEST,
-                    ComfyErrorBody::new("comfyhost_rejected", reason.clone(), reason),
-                ),
-                Route::Backend(name) | Route::Serverless(name) => respond(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    ComfyErrorBody::new(
-                        "comfyhost_route_unavailable",
-                        format!("The prompt was routed to '{name}', which this host does not have"),
-                        "No remote backends or serverless endpoints are configured on this host.",
-                    )
-                    .with_extra("route", Value::String(name)),
-                ),
+                Err(e) => return plugin_failure(&e.to_string()),
             }
+        } else {
+            Route::Local
+        };
+        match route {
+            Route::Local | Route::Pass => {
+                let Value::Object(prompt) = submission.workflow else {
+                    return plugin_failure("a plugin returned a workflow that is not an object");
+                };
+                request.prompt = prompt;
+                self.jobs.submitted(
+                    prompt_id,
+                    request.client_id.as_deref(),
+                    "local",
+                    &Value::Object(request.prompt.clone()),
+                );
+                PromptDecision::Forward(Bytes::from(request.to_body()))
+            }
+            Route::Reject(reason) => respond(
+                StatusCode::BAD_REQUEST,
+                ComfyErrorBody::new("comfyhost_rejected", reason.clone(), reason),
+            ),
+            Route::Backend(name) | Route::Serverless(name) => respond(
+                StatusCode::SERVICE_UNAVAILABLE,
+                ComfyErrorBody::new(
+                    "comfyhost_route_unavailable",
+                    format!("The prompt was routed to '{name}', which this host does not have"),
+                    "No remote backends or serverless endpoints are configured on this host.",
+                )
+                .with_extra("route", Value::String(name)),
+            ),
         }
     }
 }
