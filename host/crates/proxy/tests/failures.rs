@@ -14,12 +14,14 @@ use tokio::net::TcpListener;
 use tokio_tungstenite::connect_async;
 use tokio_tungstenite::tungstenite::Message;
 
-/// A loopback port with nothing listening.
-async fn dead_port() -> String {
-    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = l.local_addr().unwrap();
-    drop(l);
-    addr.to_string()
+/// A loopback port with nothing listening. The returned socket is bound but never listens:
+/// connecting is refused, and while it lives no parallel test can take the port (releasing a
+/// probed port instead let another test's server answer on it).
+async fn dead_port() -> (tokio::net::TcpSocket, String) {
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    let addr = socket.local_addr().unwrap();
+    (socket, addr.to_string())
 }
 
 fn restarting() -> UpstreamSnapshot {
@@ -32,7 +34,7 @@ fn restarting() -> UpstreamSnapshot {
 
 #[tokio::test]
 async fn upstream_down_gives_503_json_with_supervisor_state() {
-    let up = dead_port().await;
+    let (_held, up) = dead_port().await;
     let proxy = start_proxy(ProxyState::builder(config(&up)).upstream_state(restarting)).await;
     let (status, headers, body) =
         tokio::time::timeout(Duration::from_secs(5), get(&proxy.url("/api/system_stats")))
@@ -73,12 +75,13 @@ async fn upstream_that_accepts_but_never_answers_times_out_with_504() {
 
 #[tokio::test]
 async fn upstream_that_comes_back_is_used_again() {
-    let port = dead_port().await;
+    let (held, port) = dead_port().await;
     let proxy = start_proxy(ProxyState::builder(config(&port))).await;
     assert_eq!(
         get(&proxy.url("/x")).await.0,
         StatusCode::SERVICE_UNAVAILABLE
     );
+    drop(held);
     let up = start_upstream_on(TcpListener::bind(&port).await.unwrap()).await;
     let (status, _, body) = get(&proxy.url("/x")).await;
     assert_eq!(status, StatusCode::OK);
@@ -87,7 +90,7 @@ async fn upstream_that_comes_back_is_used_again() {
 
 #[tokio::test]
 async fn websocket_to_dead_upstream_is_closed_with_1013() {
-    let up = dead_port().await;
+    let (_held, up) = dead_port().await;
     let proxy = start_proxy(
         ProxyState::builder(config(&up)).upstream_state(|| UpstreamSnapshot::new("starting")),
     )

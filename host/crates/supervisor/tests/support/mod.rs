@@ -56,9 +56,21 @@ impl Fixture {
     }
 }
 
+/// A free loopback port for a fake ComfyUI, chosen below Linux's ephemeral range
+/// (32768-60999) so a port another parallel test gets from `bind(":0")` cannot take it between
+/// this check and the child binding it.
 pub fn free_port() -> u16 {
-    let l = std::net::TcpListener::bind(("127.0.0.1", 0)).unwrap();
-    l.local_addr().unwrap().port()
+    use std::sync::atomic::{AtomicU16, Ordering};
+    static NEXT: AtomicU16 = AtomicU16::new(0);
+    let seed = (std::process::id() as u16).wrapping_mul(7919);
+    for _ in 0..200 {
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        let port = 20_000 + (seed.wrapping_add(n.wrapping_mul(37)) % 12_000);
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no free port in 20000-31999")
 }
 
 pub fn fast_timings() -> Timings {
