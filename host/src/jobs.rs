@@ -189,9 +189,10 @@ impl JobTracker {
                         Err(RecvError::Closed) => return,
                     },
                     _ = tick.tick() => {
-                        if supervisor.status().state == SupervisorState::Ready
-                            || supervisor.status().state == SupervisorState::Attached
-                        {
+                        if matches!(
+                            supervisor.status().state,
+                            SupervisorState::Ready | SupervisorState::Attached
+                        ) {
                             tracker.poll(&proxy).await;
                         }
                     }
