@@ -39,6 +39,10 @@ pub async fn ws_handler(
 
 async fn serve_socket(sim: Arc<Sim>, sid: String, socket: WebSocket) {
     let (conn, mut rx) = sim.hub.register(&sid);
+    // Snapshot the executing state with the registration, not after the hello went out:
+    // a prompt the client posts right after reading the hello must not look like a
+    // "reconnect while executing" (ComfyUI does the same check in one event-loop turn).
+    let exec = sim.exec();
     let (mut sink, mut stream) = socket.split();
     let hello = crate::pyjson::to_string(
         &json!({"type": "status", "data": {"status": sim.exec_info(), "sid": sid}}),
@@ -47,7 +51,6 @@ async fn serve_socket(sim: Arc<Sim>, sid: String, socket: WebSocket) {
         sim.hub.unregister(&sid, conn);
         return;
     }
-    let exec = sim.exec();
     if exec.client_id.as_deref() == Some(sid.as_str())
         && let Some(node) = exec.last_node_id
     {
