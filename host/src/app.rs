@@ -61,7 +61,8 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     let gpu = Arc::new(RwLock::new(gpu));
     crate::gpu_confirm::spawn(&supervisor, gpu.clone(), cancel.child_token());
 
-    let jobs = JobTracker::new(store, supervisor.base_url().to_string())
+    let output_dir = args.attach.is_none().then(|| args.output_dir());
+    let jobs = JobTracker::new(store, supervisor.base_url().to_string(), output_dir)
         .context("loading unfinished jobs")?;
     let proxy = build_proxy(
         &args,

@@ -4,6 +4,7 @@
 //! of being silently lost. Survives host restarts: unfinished jobs are picked up again at start.
 
 use std::collections::HashMap;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -12,6 +13,7 @@ use comfyhost_store::{JobRecord, Store};
 use comfyhost_supervisor::{Supervisor, SupervisorEvent, SupervisorState};
 use parking_lot::Mutex;
 use serde_json::{Value, json};
+use tokio::sync::broadcast;
 use tokio::sync::broadcast::error::RecvError;
 use tokio_util::sync::CancellationToken;
 
@@ -32,6 +34,34 @@ struct InFlight {
     running: bool,
 }
 
+/// One file a finished job produced, as ComfyUI lists it in the history's `outputs`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OutputRef {
+    /// Node that produced it.
+    pub node_id: String,
+    pub filename: String,
+    /// ComfyUI subfolder (may be empty).
+    pub subfolder: String,
+    /// `output`, `temp` or `input`.
+    pub folder_type: String,
+    /// Where the file lies on this machine, when the host knows (the managed ComfyUI's
+    /// output directory, or the host's copy of a remote job's outputs).
+    pub local_path: Option<PathBuf>,
+}
+
+/// A job reached its end. Sent on [`JobTracker::subscribe_finished`].
+#[derive(Debug, Clone)]
+pub struct FinishedJob {
+    pub prompt_id: String,
+    pub client_id: Option<String>,
+    /// Authenticated submitter, when known.
+    pub user_id: Option<String>,
+    /// `succeeded`, `failed`, `interrupted`, `lost`.
+    pub status: String,
+    /// Files the job produced (empty unless it succeeded).
+    pub outputs: Vec<OutputRef>,
+}
+
 /// Records and follows jobs. Cheap to clone.
 #[derive(Clone)]
 pub struct JobTracker {
@@ -43,6 +73,9 @@ struct Inner {
     in_flight: Mutex<HashMap<String, InFlight>>,
     upstream: String,
     http: reqwest::Client,
+    /// The managed ComfyUI's output directory (`None` in attach mode).
+    output_dir: Option<PathBuf>,
+    finished: broadcast::Sender<FinishedJob>,
 }
 
 /// A record with only identity, status and submission time set; the store keeps earlier
@@ -72,9 +105,14 @@ pub fn now_ms() -> i64 {
 }
 
 impl JobTracker {
-    /// `upstream` is ComfyUI's base URL (`http://127.0.0.1:8189`). Unfinished jobs from an
-    /// earlier run are loaded and followed again.
-    pub fn new(store: Store, upstream: String) -> anyhow::Result<Self> {
+    /// `upstream` is ComfyUI's base URL (`http://127.0.0.1:8189`); `output_dir` its output
+    /// directory when the host manages it. Unfinished jobs from an earlier run are loaded and
+    /// followed again.
+    pub fn new(
+        store: Store,
+        upstream: String,
+        output_dir: Option<PathBuf>,
+    ) -> anyhow::Result<Self> {
         let http = reqwest::Client::builder()
             .timeout(Duration::from_secs(5))
             .build()?;
@@ -84,6 +122,8 @@ impl JobTracker {
                 in_flight: Mutex::new(HashMap::new()),
                 upstream: upstream.trim_end_matches('/').to_string(),
                 http,
+                output_dir,
+                finished: broadcast::channel(256).0,
             }),
         };
         let unfinished = tracker
@@ -151,6 +191,12 @@ impl JobTracker {
         }
     }
 
+    /// Every job's end, with the files it produced. Slow receivers lag (they miss events,
+    /// and should fall back to a full pass); nothing blocks the tracker.
+    pub fn subscribe_finished(&self) -> broadcast::Receiver<FinishedJob> {
+        self.inner.finished.subscribe()
+    }
+
     pub fn job(&self, prompt_id: &str) -> anyhow::Result<Option<JobRecord>> {
         Ok(self.inner.store.job(prompt_id)?)
     }
@@ -207,21 +253,23 @@ impl JobTracker {
             self.finish(
                 &prompt_id,
                 &job,
-                "failed",
-                Some(json!({"type": kind, "message": message})),
+                Outcome {
+                    status: "failed".into(),
+                    error: Some(json!({"type": kind, "message": message})),
+                    outputs: Vec::new(),
+                },
                 proxy,
             );
         }
     }
 
-    fn finish(
-        &self,
-        prompt_id: &str,
-        job: &InFlight,
-        status: &str,
-        error: Option<Value>,
-        proxy: &ProxyState,
-    ) {
+    fn finish(&self, prompt_id: &str, job: &InFlight, outcome: Outcome, proxy: &ProxyState) {
+        let Outcome {
+            status,
+            error,
+            outputs,
+        } = outcome;
+        let status = status.as_str();
         let record = JobRecord {
             finished_ms: Some(now_ms()),
             error_json: error.as_ref().map(Value::to_string),
@@ -239,6 +287,21 @@ impl JobTracker {
             Some(err) => tracing::warn!(prompt_id, status, error = %err, "job ended"),
             None => tracing::info!(prompt_id, status, "job ended"),
         }
+        let user_id = self
+            .inner
+            .store
+            .job(prompt_id)
+            .ok()
+            .flatten()
+            .and_then(|j| j.user_id);
+        // No receiver is fine: nothing listens for job ends.
+        let _ = self.inner.finished.send(FinishedJob {
+            prompt_id: prompt_id.to_string(),
+            client_id: job.client_id.clone(),
+            user_id,
+            status: status.to_string(),
+            outputs,
+        });
         if let (Some(err), Some(client)) = (error, &job.client_id) {
             let event = HostEvent::new(
                 "comfyhost.job_failed",
@@ -266,9 +329,9 @@ impl JobTracker {
         let queue = self.queue_ids().await;
         for (prompt_id, job) in batch {
             match self.history_outcome(&prompt_id).await {
-                Ok(Some((status, error))) => {
+                Ok(Some(outcome)) => {
                     self.inner.in_flight.lock().remove(&prompt_id);
-                    self.finish(&prompt_id, &job, &status, error, proxy);
+                    self.finish(&prompt_id, &job, outcome, proxy);
                 }
                 Ok(None) => self.check_missing(&prompt_id, &job, queue.as_ref(), proxy),
                 Err(e) => tracing::debug!(prompt_id, error = %e, "history poll failed"),
@@ -311,12 +374,15 @@ impl JobTracker {
             self.finish(
                 prompt_id,
                 job,
-                "lost",
-                Some(json!({
-                    "type": "comfyui_forgot_prompt",
-                    "message": "ComfyUI has this prompt neither in its queue nor in its history: it \
-                                rejected it, it was removed from the queue, or ComfyUI restarted"
-                })),
+                Outcome {
+                    status: "lost".into(),
+                    error: Some(json!({
+                        "type": "comfyui_forgot_prompt",
+                        "message": "ComfyUI has this prompt neither in its queue nor in its history: it \
+                                    rejected it, it was removed from the queue, or ComfyUI restarted"
+                    })),
+                    outputs: Vec::new(),
+                },
                 proxy,
             );
         }
@@ -337,11 +403,8 @@ impl JobTracker {
         }
     }
 
-    /// `Some((status, error))` once ComfyUI's history has the prompt.
-    async fn history_outcome(
-        &self,
-        prompt_id: &str,
-    ) -> anyhow::Result<Option<(String, Option<Value>)>> {
+    /// `Some(outcome)` once ComfyUI's history has the prompt.
+    async fn history_outcome(&self, prompt_id: &str) -> anyhow::Result<Option<Outcome>> {
         let url = format!("{}/history/{prompt_id}", self.inner.upstream);
         let body: Value = self
             .inner
@@ -357,16 +420,21 @@ impl JobTracker {
         };
         let status = &entry["status"];
         if status["status_str"] == "success" {
-            return Ok(Some(("succeeded".into(), None)));
+            return Ok(Some(Outcome {
+                status: "succeeded".into(),
+                error: None,
+                outputs: history_outputs(&entry["outputs"], self.inner.output_dir.as_deref()),
+            }));
         }
         // Failed or interrupted: keep ComfyUI's own messages.
         let messages = status["messages"].clone();
         let interrupted = messages.to_string().contains("execution_interrupted");
         let kind = if interrupted { "interrupted" } else { "failed" };
-        Ok(Some((
-            kind.into(),
-            Some(json!({"type": format!("comfyui_{kind}"), "messages": messages})),
-        )))
+        Ok(Some(Outcome {
+            status: kind.into(),
+            error: Some(json!({"type": format!("comfyui_{kind}"), "messages": messages})),
+            outputs: Vec::new(),
+        }))
     }
 
     async fn queue_ids(&self) -> Option<QueueIds> {
@@ -400,7 +468,84 @@ impl JobTracker {
     }
 }
 
+/// How a job ended.
+struct Outcome {
+    status: String,
+    error: Option<Value>,
+    outputs: Vec<OutputRef>,
+}
+
+/// Files in a history entry's `outputs`: `{node_id: {images|gifs|audio|video|...: [{filename,
+/// subfolder, type}]}}`. Entries that are not file references (text, numbers) are skipped.
+pub fn history_outputs(outputs: &Value, output_dir: Option<&std::path::Path>) -> Vec<OutputRef> {
+    let mut files = Vec::new();
+    let Some(nodes) = outputs.as_object() else {
+        return files;
+    };
+    for (node_id, node) in nodes {
+        let Some(kinds) = node.as_object() else {
+            continue;
+        };
+        for items in kinds.values().filter_map(Value::as_array) {
+            for item in items {
+                let (Some(filename), Some(folder_type)) = (
+                    item.get("filename").and_then(Value::as_str),
+                    item.get("type").and_then(Value::as_str),
+                ) else {
+                    continue;
+                };
+                let subfolder = item.get("subfolder").and_then(Value::as_str).unwrap_or("");
+                let local_path = match (output_dir, folder_type) {
+                    (Some(dir), "output") => Some(dir.join(subfolder).join(filename)),
+                    _ => None,
+                };
+                files.push(OutputRef {
+                    node_id: node_id.clone(),
+                    filename: filename.to_string(),
+                    subfolder: subfolder.to_string(),
+                    folder_type: folder_type.to_string(),
+                    local_path,
+                });
+            }
+        }
+    }
+    files
+}
+
 struct QueueIds {
     running: Vec<String>,
     pending: Vec<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn history_outputs_lists_file_references_only() {
+        let outputs = json!({
+            "9": {"images": [{"filename": "a_00001_.png", "subfolder": "", "type": "output"}]},
+            "12": {
+                "gifs": [{"filename": "v.mp4", "subfolder": "vid", "type": "output", "format": "video/h264-mp4"}],
+                "text": ["not a file"]
+            },
+            "15": {"images": [{"filename": "p.png", "subfolder": "", "type": "temp"}]},
+            "bad": "not an object"
+        });
+        let dir = std::path::Path::new("/data/output");
+        let mut files = history_outputs(&outputs, Some(dir));
+        files.sort_by(|a, b| a.node_id.cmp(&b.node_id));
+        assert_eq!(files.len(), 3);
+        assert_eq!(files[0].node_id, "12");
+        assert_eq!(files[0].local_path, Some(dir.join("vid/v.mp4")));
+        assert_eq!(files[1].filename, "p.png");
+        assert_eq!(files[1].local_path, None, "temp files are not output files");
+        assert_eq!(files[2].local_path, Some(dir.join("a_00001_.png")));
+        assert!(history_outputs(&json!(null), Some(dir)).is_empty());
+        assert!(
+            history_outputs(&outputs, None)
+                .iter()
+                .all(|f| f.local_path.is_none())
+        );
+    }
 }
