@@ -1,0 +1,627 @@
+//! The output-sync plugin inside the real `comfyhost` binary, with the ComfyUI simulator
+//! producing outputs: a directory target, a real S3-compatible server (moto, from PyPI), a host
+//! SIGKILLed mid-sync that resumes without duplicate uploads, and an endpoint outage that grows
+//! the backlog in `GET /comfyhost/api/outputs` and drains when the endpoint is back.
+//!
+//! moto: `python3 -m pip install --user 'moto[server]'`. Without it the S3 tests print why and
+//! pass, unless `COMFYHOST_REQUIRE_MOTO=1` (CI sets it), where they fail.
+
+#![allow(clippy::unwrap_used)]
+
+mod support;
+
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+use support::wasm::{build_component, workspace_root};
+use support::{ADMIN_TOKEN, empty_image_workflow, free_port};
+
+const BUCKET: &str = "renders";
+
+// ----- moto ------------------------------------------------------------------------------------
+
+/// A moto S3 server on a loopback port.
+struct Moto {
+    child: Option<Child>,
+    port: u16,
+}
+
+fn moto_available() -> bool {
+    let ok = Command::new("python3")
+        .args(["-c", "import moto.server"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .map(|s| s.success())
+        .unwrap_or(false);
+    if !ok {
+        if std::env::var("COMFYHOST_REQUIRE_MOTO").as_deref() == Ok("1") {
+            panic!(
+                "moto is required (COMFYHOST_REQUIRE_MOTO=1) but `python3 -c 'import moto.server'` fails; \
+                 install it with: python3 -m pip install --user 'moto[server]'"
+            );
+        }
+        eprintln!(
+            "SKIPPED: moto is not installed (python3 -m pip install --user 'moto[server]'); \
+             set COMFYHOST_REQUIRE_MOTO=1 to make this a failure"
+        );
+    }
+    ok
+}
+
+impl Moto {
+    async fn start(port: u16) -> Moto {
+        let child = Command::new("python3")
+            .args([
+                "-m",
+                "moto.server",
+                "-H",
+                "127.0.0.1",
+                "-p",
+                &port.to_string(),
+            ])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn moto");
+        let m = Moto {
+            child: Some(child),
+            port,
+        };
+        let start = Instant::now();
+        while reqwest::get(m.url("/")).await.is_err() {
+            assert!(
+                start.elapsed() < Duration::from_secs(30),
+                "moto did not start"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        m
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.port)
+    }
+
+    fn origin(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// Creates the bucket with versioning on, so every PUT of a key leaves a version behind.
+    async fn create_bucket(&self) {
+        let c = reqwest::Client::new();
+        let r = c
+            .put(self.url(&format!("/{BUCKET}")))
+            .send()
+            .await
+            .expect("create bucket");
+        assert!(r.status().is_success(), "create bucket: {}", r.status());
+        let r = c
+            .put(self.url(&format!("/{BUCKET}?versioning")))
+            .body(r#"<VersioningConfiguration xmlns="http://s3.amazonaws.com/doc/2006-03-01/"><Status>Enabled</Status></VersioningConfiguration>"#)
+            .send()
+            .await
+            .expect("versioning");
+        assert!(r.status().is_success(), "versioning: {}", r.status());
+    }
+
+    /// Number of stored versions (= PUTs) per key.
+    async fn versions(&self) -> BTreeMap<String, usize> {
+        let Ok(r) = reqwest::get(self.url(&format!("/{BUCKET}?versions"))).await else {
+            return BTreeMap::new();
+        };
+        let body = r.text().await.unwrap_or_default();
+        let mut out = BTreeMap::new();
+        for part in body.split("<Version>").skip(1) {
+            if let Some(key) = tag(part, "Key") {
+                *out.entry(key).or_default() += 1;
+            }
+        }
+        out
+    }
+
+    fn stop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+impl Drop for Moto {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+fn tag(xml: &str, name: &str) -> Option<String> {
+    let open = format!("<{name}>");
+    let start = xml.find(&open)? + open.len();
+    let end = xml[start..].find(&format!("</{name}>"))? + start;
+    Some(xml[start..end].to_string())
+}
+
+// ----- host ------------------------------------------------------------------------------------
+
+/// A comfyhost process over a data directory the test keeps (so it can be restarted).
+struct RunningHost {
+    child: Child,
+    base: String,
+    output: Arc<Mutex<Vec<String>>>,
+}
+
+impl RunningHost {
+    async fn start(data_dir: &Path, env: &[(String, String)]) -> RunningHost {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_comfyhost"));
+        cmd.arg("run")
+            .args(["--listen", "127.0.0.1:0"])
+            .arg("--data-dir")
+            .arg(data_dir)
+            .args(["--comfyui-port", &free_port().to_string()])
+            .args(["--admin-token", ADMIN_TOKEN])
+            .args(["--plugins-rescan", "0"])
+            .env("RUST_LOG", "info,comfyhost=debug")
+            .env_remove("COMFYHOST_ADMIN_TOKEN")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let mut child = cmd.spawn().expect("spawn comfyhost");
+        let output = Arc::new(Mutex::new(Vec::new()));
+        let (tx, rx) = std::sync::mpsc::channel::<String>();
+        let streams: Vec<Box<dyn std::io::Read + Send>> = vec![
+            Box::new(child.stdout.take().expect("stdout")),
+            Box::new(child.stderr.take().expect("stderr")),
+        ];
+        for stream in streams {
+            let output = output.clone();
+            let tx = tx.clone();
+            std::thread::spawn(move || {
+                for line in BufReader::new(stream).lines().map_while(Result::ok) {
+                    if let Some(addr) = line.split("comfyhost listening on ").nth(1) {
+                        let _ = tx.send(addr.trim().to_string());
+                    }
+                    if let Ok(mut o) = output.lock() {
+                        o.push(line);
+                    }
+                }
+            });
+        }
+        let base = rx
+            .recv_timeout(Duration::from_secs(60))
+            .unwrap_or_else(|_| {
+                panic!(
+                    "comfyhost did not start:\n{}",
+                    output.lock().unwrap().join("\n")
+                )
+            });
+        let host = RunningHost {
+            child,
+            base,
+            output,
+        };
+        let start = Instant::now();
+        loop {
+            let s = host.get("/comfyhost/api/comfyui").await;
+            if s["state"] == "ready" {
+                break;
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(60),
+                "ComfyUI not ready: {s}\n{}",
+                host.log()
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        host
+    }
+
+    fn log(&self) -> String {
+        self.output.lock().map(|o| o.join("\n")).unwrap_or_default()
+    }
+
+    async fn get(&self, path: &str) -> Value {
+        let r = reqwest::Client::new()
+            .get(format!("{}{path}", self.base))
+            .bearer_auth(ADMIN_TOKEN)
+            .send()
+            .await
+            .expect("request");
+        assert!(r.status().is_success(), "GET {path}: {}", r.status());
+        r.json().await.expect("json")
+    }
+
+    async fn put(&self, path: &str, body: Value) {
+        let r = reqwest::Client::new()
+            .put(format!("{}{path}", self.base))
+            .bearer_auth(ADMIN_TOKEN)
+            .json(&body)
+            .send()
+            .await
+            .expect("request");
+        let status = r.status();
+        assert!(
+            status.is_success(),
+            "PUT {path}: {status} {}",
+            r.text().await.unwrap_or_default()
+        );
+    }
+
+    async fn submit(&self, prefix: &str) {
+        let r = reqwest::Client::new()
+            .post(format!("{}/prompt", self.base))
+            .json(&json!({"prompt": empty_image_workflow(prefix), "client_id": "itest-outputs"}))
+            .send()
+            .await
+            .expect("submit");
+        assert_eq!(r.status(), 200, "{}", r.text().await.unwrap_or_default());
+    }
+
+    fn kill(&mut self) {
+        // SAFETY: kill(2) on our own child.
+        unsafe {
+            libc::kill(self.child.id() as i32, libc::SIGKILL);
+        }
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for RunningHost {
+    fn drop(&mut self) {
+        // SAFETY: kill(2) on our own child.
+        unsafe {
+            libc::kill(self.child.id() as i32, libc::SIGTERM);
+        }
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn output_dir(data_dir: &Path) -> PathBuf {
+    data_dir.join("comfyui").join("output")
+}
+
+/// Drops the plugin into `<data>/plugins/output-sync` with a manifest naming `origin` and
+/// mounting `dest_dir` at `/sync`.
+fn install_plugin(data_dir: &Path, origin: Option<&str>, dest_dir: Option<&Path>) {
+    let wasm = build_component("output-sync");
+    let dir = data_dir.join("plugins").join("output-sync");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::copy(&wasm, dir.join("output_sync.wasm")).unwrap();
+    std::fs::copy(
+        workspace_root().join("plugins/output-sync/config.schema.json"),
+        dir.join("config.schema.json"),
+    )
+    .unwrap();
+    let mut manifest = String::from(
+        "id = \"output-sync\"\nversion = \"0.1.0\"\nname = \"Output sync\"\nwit = \"0.1.0\"\n\
+         hooks = [\"output-sync\"]\nwasm = \"output_sync.wasm\"\n\n[capabilities]\n",
+    );
+    if let Some(o) = origin {
+        manifest.push_str(&format!(
+            "http = [\"{o}\"]\nsecrets = [\"S3_ACCESS_KEY_ID\", \"S3_SECRET_ACCESS_KEY\"]\n"
+        ));
+    }
+    manifest.push_str(
+        "[[capabilities.dirs]]\npath = \"{output}\"\nguest = \"/output\"\naccess = \"ro\"\n",
+    );
+    if let Some(d) = dest_dir {
+        manifest.push_str(&format!(
+            "[[capabilities.dirs]]\npath = \"{}\"\nguest = \"/sync\"\naccess = \"rw\"\n",
+            d.display()
+        ));
+    }
+    manifest.push_str("\n[budget]\ndeadline_ms = 20000\nmemory_mb = 64\n\n[config]\nschema = \"config.schema.json\"\n");
+    std::fs::write(dir.join("plugin.toml"), manifest).unwrap();
+}
+
+/// Grants everything the manifest asks and sets the config.
+async fn approve(host: &RunningHost, config: Value) {
+    let info = host.get("/comfyhost/api/plugins/output-sync").await;
+    let requested = &info["requested"];
+    let mut grants = json!({"http": [], "dirs": [], "secrets": []});
+    for cap in requested.as_array().cloned().unwrap_or_default() {
+        match cap["kind"].as_str() {
+            Some("http") => grants["http"]
+                .as_array_mut()
+                .unwrap()
+                .push(cap["origin"].clone()),
+            Some("dir") => grants["dirs"]
+                .as_array_mut()
+                .unwrap()
+                .push(json!({"path": cap["path"], "guest": cap["guest"], "access": cap["access"]})),
+            Some("secret") => grants["secrets"]
+                .as_array_mut()
+                .unwrap()
+                .push(cap["name"].clone()),
+            other => panic!("unknown capability {other:?} in {info:#}"),
+        }
+    }
+    host.put("/comfyhost/api/plugins/output-sync/grants", grants)
+        .await;
+    host.put("/comfyhost/api/plugins/output-sync/config", config)
+        .await;
+    let info = host.get("/comfyhost/api/plugins/output-sync").await;
+    assert_eq!(info["state"]["state"], "enabled", "{info:#}");
+}
+
+fn host_env(rate: u32) -> Vec<(String, String)> {
+    [
+        ("COMFYHOST_SECRET_S3_ACCESS_KEY_ID", "testing".to_string()),
+        (
+            "COMFYHOST_SECRET_S3_SECRET_ACCESS_KEY",
+            "testing".to_string(),
+        ),
+        ("COMFYHOST_OUTPUTS_BACKOFF_BASE_MS", "200".to_string()),
+        ("COMFYHOST_OUTPUTS_BACKOFF_MAX_MS", "1000".to_string()),
+        ("COMFYHOST_OUTPUTS_FULL_PASS_S", "2".to_string()),
+        ("COMFYHOST_OUTPUTS_FULL_PASS_MIN_AGE_S", "0".to_string()),
+        ("COMFYHOST_OUTPUTS_RATE_PER_S", rate.to_string()),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v))
+    .collect()
+}
+
+fn s3_config(moto: &Moto) -> Value {
+    json!({
+        "min_age_ms": 0,
+        "destinations": [{
+            "name": "bucket", "kind": "s3", "endpoint": moto.origin(), "bucket": BUCKET,
+            "prefix": "comfy", "path_style": true
+        }]
+    })
+}
+
+/// Regular files under `dir`, relative, sorted.
+fn files_under(dir: &Path) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                stack.push(p);
+            } else {
+                out.push(p.strip_prefix(dir).unwrap().to_string_lossy().into_owned());
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+async fn wait_for<T>(what: &str, timeout: Duration, mut f: impl AsyncFnMut() -> Option<T>) -> T {
+    let start = Instant::now();
+    loop {
+        if let Some(v) = f().await {
+            return v;
+        }
+        assert!(start.elapsed() < timeout, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+// ----- tests -----------------------------------------------------------------------------------
+
+#[tokio::test]
+async fn outputs_arrive_in_a_directory_target_once_per_user_layout() {
+    let data = tempfile::tempdir().unwrap();
+    let dest = tempfile::tempdir().unwrap();
+    install_plugin(data.path(), None, Some(dest.path()));
+    let host = RunningHost::start(data.path(), &host_env(0)).await;
+    approve(
+        &host,
+        json!({"min_age_ms": 0, "destinations": [{"name": "nas", "kind": "dir", "path": "/sync"}]}),
+    )
+    .await;
+    for i in 0..3 {
+        host.submit(&format!("dir{i}")).await;
+    }
+    let synced = wait_for(
+        "3 files in the directory target",
+        Duration::from_secs(60),
+        async || {
+            let f = files_under(dest.path());
+            (f.len() == 3).then_some(f)
+        },
+    )
+    .await;
+    let sources = files_under(&output_dir(data.path()));
+    assert_eq!(sources.len(), 3, "{sources:?}");
+    for rel in &synced {
+        // anonymous/<date>/<file>: jobs carry no user yet.
+        let parts: Vec<&str> = rel.split('/').collect();
+        assert_eq!(parts.len(), 3, "{rel}");
+        assert_eq!(parts[0], "anonymous");
+        assert_eq!(
+            std::fs::read(dest.path().join(rel)).unwrap(),
+            std::fs::read(output_dir(data.path()).join(parts[2])).unwrap(),
+            "{rel} differs from its source"
+        );
+    }
+    // The sources are untouched, health shows progress, and later full passes add nothing.
+    let h = wait_for("backlog empty", Duration::from_secs(30), async || {
+        let h = host.get("/comfyhost/api/outputs").await;
+        (h["backlog"]["pending"] == 0 && h["backlog"]["done"] == 3).then_some(h)
+    })
+    .await;
+    assert_eq!(files_under(&output_dir(data.path())), sources);
+    let p = &h["plugins"][0];
+    assert_eq!(p["plugin_id"], "output-sync");
+    assert_eq!(p["output_mounted"], true, "{h:#}");
+    assert!(p["last_success_ms"].as_i64().is_some(), "{h:#}");
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(files_under(dest.path()), synced);
+    // Admin-only.
+    let r = reqwest::get(format!("{}/comfyhost/api/outputs", host.base))
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
+}
+
+#[tokio::test]
+async fn outputs_arrive_in_s3_and_a_killed_host_resumes_without_duplicates() {
+    if !moto_available() {
+        return;
+    }
+    let moto = Moto::start(free_port()).await;
+    moto.create_bucket().await;
+    let data = tempfile::tempdir().unwrap();
+    install_plugin(data.path(), Some(&moto.origin()), None);
+    // 2 calls/s: six files take ~3 s, so the kill lands mid-sync.
+    let mut host = RunningHost::start(data.path(), &host_env(2)).await;
+    approve(&host, s3_config(&moto)).await;
+    for i in 0..6 {
+        host.submit(&format!("s3kill{i}")).await;
+    }
+    wait_for("first object in S3", Duration::from_secs(60), async || {
+        (!moto.versions().await.is_empty()).then_some(())
+    })
+    .await;
+    host.kill();
+    let before = moto.versions().await.len();
+    let sources = wait_for("6 outputs on disk", Duration::from_secs(30), async || {
+        let f = files_under(&output_dir(data.path()));
+        (f.len() >= 6).then_some(f)
+    })
+    .await;
+    eprintln!("killed with {before}/6 objects uploaded");
+
+    let host = RunningHost::start(data.path(), &host_env(2)).await;
+    let versions = wait_for("all outputs in S3", Duration::from_secs(60), async || {
+        let v = moto.versions().await;
+        (v.len() == sources.len()).then_some(v)
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(3)).await; // a full pass later: still once each
+    let versions_after = moto.versions().await;
+    assert_eq!(versions, versions_after);
+    for (key, n) in &versions_after {
+        assert_eq!(*n, 1, "{key} uploaded {n} times");
+        assert!(key.starts_with("comfy/anonymous/"), "{key}");
+    }
+    let names: Vec<String> = versions_after
+        .keys()
+        .map(|k| k.rsplit('/').next().unwrap().to_string())
+        .collect();
+    let mut expected = sources.clone();
+    expected.sort();
+    let mut got = names.clone();
+    got.sort();
+    assert_eq!(got, expected);
+    let h = host.get("/comfyhost/api/outputs").await;
+    assert_eq!(h["backlog"]["pending"], 0, "{h:#}\n{}", host.log());
+}
+
+#[tokio::test]
+async fn s3_outage_grows_the_backlog_then_it_drains() {
+    if !moto_available() {
+        return;
+    }
+    let port = free_port();
+    let mut moto = Moto::start(port).await;
+    moto.create_bucket().await;
+    let data = tempfile::tempdir().unwrap();
+    install_plugin(data.path(), Some(&moto.origin()), None);
+    let host = RunningHost::start(data.path(), &host_env(0)).await;
+    approve(&host, s3_config(&moto)).await;
+    moto.stop();
+    for i in 0..4 {
+        host.submit(&format!("outage{i}")).await;
+    }
+    let h = wait_for(
+        "backlog of 4 with a network error",
+        Duration::from_secs(60),
+        async || {
+            let h = host.get("/comfyhost/api/outputs").await;
+            let err = &h["plugins"][0]["last_error"]["type"];
+            (h["backlog"]["pending"] == 4 && err == "network").then_some(h)
+        },
+    )
+    .await;
+    assert!(h["consecutive_failures"].as_u64().unwrap() >= 1, "{h:#}");
+    let info = host.get("/comfyhost/api/plugins/output-sync").await;
+    assert_eq!(
+        info["state"]["state"], "enabled",
+        "an outage must not trip the breaker: {info:#}"
+    );
+
+    let moto = Moto::start(port).await;
+    moto.create_bucket().await;
+    let back = Instant::now();
+    wait_for("backlog drained", Duration::from_secs(60), async || {
+        let h = host.get("/comfyhost/api/outputs").await;
+        (h["backlog"]["pending"] == 0).then_some(())
+    })
+    .await;
+    eprintln!(
+        "backlog of 4 drained {:?} after the endpoint came back",
+        back.elapsed()
+    );
+    let v = moto.versions().await;
+    assert_eq!(v.len(), 4, "{v:?}");
+    assert!(v.values().all(|n| *n == 1), "{v:?}");
+}
+
+/// Files produced while the host was down are found by the startup full pass; prints the rate.
+#[tokio::test]
+async fn full_pass_syncs_files_made_while_down_and_measures_rate() {
+    if !moto_available() {
+        return;
+    }
+    let moto = Moto::start(free_port()).await;
+    moto.create_bucket().await;
+    let data = tempfile::tempdir().unwrap();
+    install_plugin(data.path(), Some(&moto.origin()), None);
+    // First run only to grant and configure; then stop it.
+    {
+        let host = RunningHost::start(data.path(), &host_env(0)).await;
+        approve(&host, s3_config(&moto)).await;
+    }
+    const N: usize = 40;
+    let out = output_dir(data.path());
+    std::fs::create_dir_all(out.join("batch")).unwrap();
+    for i in 0..N {
+        std::fs::write(
+            out.join(format!("batch/f{i:03}.png")),
+            vec![i as u8; 64 * 1024],
+        )
+        .unwrap();
+    }
+    let host = RunningHost::start(data.path(), &host_env(0)).await;
+    let start = Instant::now();
+    wait_for("all files in S3", Duration::from_secs(120), async || {
+        (moto.versions().await.len() == N).then_some(())
+    })
+    .await;
+    let secs = start.elapsed().as_secs_f64();
+    eprintln!(
+        "synced {N} x 64 KiB to moto in {secs:.2}s ({:.1} files/s)",
+        N as f64 / secs
+    );
+    let v = moto.versions().await;
+    assert!(v.keys().all(|k| k.starts_with("comfy/anonymous/")), "{v:?}");
+    assert!(v.values().all(|n| *n == 1));
+    let h = host.get("/comfyhost/api/outputs").await;
+    assert_eq!(
+        h["last_full_pass"]["queued"]
+            .as_u64()
+            .map(|q| q >= N as u64),
+        Some(true),
+        "{h:#}"
+    );
+}
