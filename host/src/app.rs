@@ -62,6 +62,12 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     crate::gpu_confirm::spawn(&supervisor, gpu.clone(), cancel.child_token());
 
     let output_dir = args.attach.is_none().then(|| args.output_dir());
+    let outputs = crate::outputs::OutputSync::new(
+        store.clone(),
+        plugins.clone(),
+        output_dir.clone(),
+        crate::outputs::OutputsConfig::from_env(),
+    );
     let jobs = JobTracker::new(store, supervisor.base_url().to_string(), output_dir)
         .context("loading unfinished jobs")?;
     let proxy = build_proxy(
@@ -70,10 +76,15 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         PluginInterceptor::new(plugins.clone(), jobs.clone()),
     )?;
     jobs.spawn(&supervisor, proxy.clone(), cancel.child_token());
+    outputs.spawn(&jobs, cancel.child_token());
     plugins_setup::spawn_rescan(
         plugins.clone(),
         std::time::Duration::from_secs(args.plugins_rescan_s),
         cancel.child_token(),
+    );
+    let models = Arc::new(
+        crate::models::ModelsService::new(&args, plugins.clone())
+            .context("opening the model download state")?,
     );
     let state = AppState {
         supervisor: supervisor.clone(),
@@ -81,6 +92,8 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         jobs,
         auth,
         gpu,
+        outputs,
+        models,
     };
     let app = router(&args, state, proxy);
 

@@ -10,6 +10,8 @@ pub mod gpu_cli;
 pub mod gpu_confirm;
 pub mod intercept;
 pub mod jobs;
+pub mod models;
+pub mod outputs;
 pub mod plugins_setup;
 pub mod state;
 pub mod telemetry;

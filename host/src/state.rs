@@ -8,6 +8,8 @@ use comfyhost_supervisor::Supervisor;
 
 use crate::auth::AdminAuth;
 use crate::jobs::JobTracker;
+use crate::models::ModelsService;
+use crate::outputs::OutputSync;
 
 /// Everything the host API needs; cheap to clone.
 #[derive(Clone)]
@@ -19,4 +21,8 @@ pub struct AppState {
     /// GPU inventory and attention decision made at start (`None` in attach mode or with
     /// `--no-gpu-detect`).
     pub gpu: Arc<RwLock<Option<GpuReport>>>,
+    /// Output sync queue and health.
+    pub outputs: OutputSync,
+    /// Model inventory, preset resolution and preset downloads.
+    pub models: Arc<ModelsService>,
 }

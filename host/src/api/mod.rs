@@ -5,6 +5,8 @@ mod comfyui;
 mod error;
 mod gpu;
 mod jobs;
+mod models;
+mod outputs;
 mod plugins;
 
 use axum::Router;
@@ -22,6 +24,8 @@ pub fn router(state: AppState) -> Router {
         .merge(plugins::router())
         .merge(gpu::router())
         .merge(jobs::router())
+        .merge(outputs::router())
+        .merge(models::router())
         .route_layer(axum::middleware::from_fn_with_state(
             state.auth.clone(),
             require_admin,

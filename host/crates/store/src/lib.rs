@@ -12,6 +12,7 @@ mod error;
 mod jobs;
 mod kv;
 pub mod migrations;
+mod outputs;
 mod plugins;
 
 use std::path::Path;
@@ -25,6 +26,7 @@ pub use activity::{Activity, ActivityRetention, NewActivity};
 pub use error::StoreError;
 pub use jobs::JobRecord;
 pub use kv::{KvLimits, MAX_KEY_BYTES, MAX_VALUE_BYTES};
+pub use outputs::{NewOutput, OutputBacklog, OutputRow, OutputState};
 pub use plugins::PluginRow;
 
 /// Handle to the comfyhost database. Cheap to clone (an `Arc` inside); all clones share one

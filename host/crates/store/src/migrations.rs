@@ -6,9 +6,10 @@ use rusqlite::Connection;
 use crate::StoreError;
 
 /// `(version, SQL)`, strictly increasing.
-pub const MIGRATIONS: &[(u32, &str)] = &[(
-    1,
-    r#"
+pub const MIGRATIONS: &[(u32, &str)] = &[
+    (
+        1,
+        r#"
 CREATE TABLE plugins (
     id               TEXT PRIMARY KEY NOT NULL,
     enabled          INTEGER NOT NULL DEFAULT 1,
@@ -50,7 +51,28 @@ CREATE TABLE jobs (
 CREATE INDEX jobs_submitted ON jobs (submitted_ms);
 CREATE INDEX jobs_user ON jobs (user_id, submitted_ms);
 "#,
-)];
+    ),
+    // 2 is taken by the job/user-identity branch.
+    (
+        3,
+        r#"
+CREATE TABLE output_files (
+    rel_path        TEXT PRIMARY KEY NOT NULL,
+    prompt_id       TEXT,
+    user_id         TEXT,
+    size            INTEGER NOT NULL,
+    modified_ms     INTEGER NOT NULL,
+    state           TEXT NOT NULL,
+    attempts        INTEGER NOT NULL DEFAULT 0,
+    next_attempt_ms INTEGER NOT NULL,
+    last_error      TEXT,
+    enqueued_ms     INTEGER NOT NULL,
+    done_ms         INTEGER
+) WITHOUT ROWID;
+CREATE INDEX output_files_due ON output_files (state, next_attempt_ms);
+"#,
+    ),
+];
 
 /// Highest version this build knows.
 pub fn latest_version() -> u32 {
@@ -112,7 +134,7 @@ mod tests {
             .query_row("SELECT COUNT(*) FROM schema_migrations", [], |r| r.get(0))
             .unwrap();
         assert_eq!(n as usize, MIGRATIONS.len());
-        for table in ["plugins", "plugin_kv", "activity", "jobs"] {
+        for table in ["plugins", "plugin_kv", "activity", "jobs", "output_files"] {
             let found: u32 = conn
                 .query_row(
                     "SELECT COUNT(*) FROM sqlite_master WHERE type='table' AND name=?1",
