@@ -11,10 +11,14 @@ use comfyhost_supervisor::{Supervisor, SupervisorState};
 use tokio_util::sync::CancellationToken;
 
 use crate::auth::{AdminAuth, TokenOrigin};
+use crate::backends::{BackendPool, BackendsConfig};
 use crate::config::RunArgs;
+use crate::fair_queue::FairQueue;
 use crate::intercept::PluginInterceptor;
 use crate::jobs::JobTracker;
+use crate::remote::{RemoteRunner, RemoteSetup};
 use crate::state::AppState;
+use crate::users::Identity;
 use crate::{api, comfy_launch, gpu_cli, plugins_setup};
 
 pub async fn run(args: RunArgs) -> anyhow::Result<()> {
@@ -61,15 +65,43 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     let gpu = Arc::new(RwLock::new(gpu));
     crate::gpu_confirm::spawn(&supervisor, gpu.clone(), cancel.child_token());
 
+    let backends = match &args.backends {
+        Some(path) => BackendsConfig::load(path)?,
+        None => BackendsConfig::default(),
+    };
+    let pool = BackendPool::new(backends).context("setting up backends")?;
+    pool.spawn_health_checks(cancel.child_token());
+
+    let fair = FairQueue::new();
     let output_dir = args.attach.is_none().then(|| args.output_dir());
-    let jobs = JobTracker::new(store, supervisor.base_url().to_string(), output_dir)
-        .context("loading unfinished jobs")?;
-    let proxy = build_proxy(
-        &args,
-        &supervisor,
-        PluginInterceptor::new(plugins.clone(), jobs.clone()),
-    )?;
+    let jobs = JobTracker::new(
+        store.clone(),
+        supervisor.base_url().to_string(),
+        output_dir,
+        fair.clone(),
+    )
+    .context("loading unfinished jobs")?;
+    let identity = Identity::new(auth.clone(), store.clone());
+    let interceptor = PluginInterceptor::new(
+        plugins.clone(),
+        jobs.clone(),
+        identity.clone(),
+        fair.clone(),
+    );
+    let proxy = build_proxy(&args, &supervisor, interceptor.clone())?;
     jobs.spawn(&supervisor, proxy.clone(), cancel.child_token());
+    let remote = RemoteRunner::new(RemoteSetup {
+        pool,
+        store: store.clone(),
+        jobs: jobs.clone(),
+        fair,
+        proxy: proxy.clone(),
+        cache_dir: args.data_dir.join("remote-outputs"),
+        input_dir: args.attach.is_none().then(|| args.input_dir()),
+        cancel: cancel.child_token(),
+    })
+    .context("resuming remote jobs")?;
+    interceptor.set_remote(remote.clone());
     plugins_setup::spawn_rescan(
         plugins.clone(),
         std::time::Duration::from_secs(args.plugins_rescan_s),
@@ -80,9 +112,11 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         plugins,
         jobs,
         auth,
+        identity,
+        remote: remote.clone(),
         gpu,
     };
-    let app = router(&args, state, proxy);
+    let app = router(&args, state, proxy, remote);
 
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
@@ -151,14 +185,14 @@ fn build_proxy(
 }
 
 /// Host routes take precedence; everything else is ComfyUI's.
-fn router(args: &RunArgs, state: AppState, proxy: ProxyState) -> Router {
-    let api_path = format!(
-        "{}/comfyhost/api",
-        args.normalized_prefix().unwrap_or_default()
-    );
+fn router(args: &RunArgs, state: AppState, proxy: ProxyState, remote: RemoteRunner) -> Router {
+    let prefix = args.normalized_prefix().unwrap_or_default();
+    let api_path = format!("{prefix}/comfyhost/api");
+    let proxy = comfyhost_proxy::router(proxy);
     Router::new()
         .nest(&api_path, api::router(state))
-        .merge(comfyhost_proxy::router(proxy))
+        .merge(crate::comfy_routes::router(&prefix, remote, proxy.clone()))
+        .merge(proxy)
 }
 
 async fn shutdown_signal() {

@@ -48,6 +48,11 @@ pub struct RunArgs {
     )]
     pub plugins_rescan_s: u64,
 
+    /// Remote ComfyUI servers and serverless endpoints that queue routers may send prompts to
+    /// (TOML; see `docs/queue-redirect.md`). Without it every prompt runs locally.
+    #[arg(long, env = "COMFYHOST_BACKENDS")]
+    pub backends: Option<PathBuf>,
+
     /// A real ComfyUI checkout to supervise (contains `main.py`). Without it (and without
     /// `--attach`) the embedded simulator runs.
     #[arg(long, env = "COMFYHOST_COMFYUI_DIR")]

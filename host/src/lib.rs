@@ -4,12 +4,17 @@
 pub mod api;
 pub mod app;
 pub mod auth;
+pub mod backends;
 pub mod comfy_launch;
+pub mod comfy_routes;
 pub mod config;
+pub mod fair_queue;
 pub mod gpu_cli;
 pub mod gpu_confirm;
 pub mod intercept;
 pub mod jobs;
 pub mod plugins_setup;
+pub mod remote;
 pub mod state;
 pub mod telemetry;
+pub mod users;

@@ -8,6 +8,8 @@ use comfyhost_supervisor::Supervisor;
 
 use crate::auth::AdminAuth;
 use crate::jobs::JobTracker;
+use crate::remote::RemoteRunner;
+use crate::users::Identity;
 
 /// Everything the host API needs; cheap to clone.
 #[derive(Clone)]
@@ -16,6 +18,10 @@ pub struct AppState {
     pub plugins: PluginRegistry,
     pub jobs: JobTracker,
     pub auth: AdminAuth,
+    /// Workshop users and the admin, by token.
+    pub identity: Identity,
+    /// Remote backends and the jobs running on them.
+    pub remote: RemoteRunner,
     /// GPU inventory and attention decision made at start (`None` in attach mode or with
     /// `--no-gpu-detect`).
     pub gpu: Arc<RwLock<Option<GpuReport>>>,

@@ -6,9 +6,10 @@ use rusqlite::Connection;
 use crate::StoreError;
 
 /// `(version, SQL)`, strictly increasing.
-pub const MIGRATIONS: &[(u32, &str)] = &[(
-    1,
-    r#"
+pub const MIGRATIONS: &[(u32, &str)] = &[
+    (
+        1,
+        r#"
 CREATE TABLE plugins (
     id               TEXT PRIMARY KEY NOT NULL,
     enabled          INTEGER NOT NULL DEFAULT 1,
@@ -50,7 +51,33 @@ CREATE TABLE jobs (
 CREATE INDEX jobs_submitted ON jobs (submitted_ms);
 CREATE INDEX jobs_user ON jobs (user_id, submitted_ms);
 "#,
-)];
+    ),
+    (
+        2,
+        r#"
+CREATE TABLE users (
+    id           TEXT PRIMARY KEY NOT NULL,
+    token_sha256 TEXT NOT NULL UNIQUE,
+    is_admin     INTEGER NOT NULL DEFAULT 0,
+    created_ms   INTEGER NOT NULL
+);
+CREATE TABLE remote_jobs (
+    prompt_id    TEXT PRIMARY KEY NOT NULL,
+    kind         TEXT NOT NULL,
+    backend      TEXT NOT NULL,
+    remote_id    TEXT,
+    client_id    TEXT,
+    user_id      TEXT,
+    number       REAL NOT NULL,
+    state        TEXT NOT NULL,
+    request_json TEXT NOT NULL,
+    history_json TEXT,
+    updated_ms   INTEGER NOT NULL
+);
+CREATE INDEX remote_jobs_state ON remote_jobs (state);
+"#,
+    ),
+];
 
 /// Highest version this build knows.
 pub fn latest_version() -> u32 {
