@@ -834,3 +834,69 @@ async fn one_user_cannot_starve_another_in_the_local_queue() {
         pos + 1
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cancelling_a_serverless_job_during_its_cold_start_reaches_the_endpoint() {
+    let sim = RemoteSim::start(&[]).await;
+    let pod = FakeRunpod::start(
+        sim.url(),
+        RunpodBehaviour {
+            cold_start: Duration::from_secs(5),
+            ..Default::default()
+        },
+    )
+    .await;
+    let toml = format!(
+        "[[serverless]]\nname = \"pod\"\nurl = \"{}\"\n{FAST_TIMINGS}",
+        pod.url()
+    );
+    let s = start(&toml, json!({"rules": [{"route": "serverless:pod"}]}), &[]).await;
+    wait_backends_healthy(&s.host, &["pod"]).await;
+    let mut ws = connect(&s.host, "c-cancel").await;
+    let (st, body) = submit(
+        &s.host,
+        empty_image_workflow("cx"),
+        "c-cancel",
+        None,
+        json!({}),
+    )
+    .await;
+    assert_eq!(st, 200, "{body}");
+    let pid = body["prompt_id"].as_str().expect("id").to_string();
+    let q: Value = Host::client()
+        .get(s.host.url("/api/queue"))
+        .send()
+        .await
+        .expect("q")
+        .json()
+        .await
+        .expect("json");
+    assert!(
+        q["queue_pending"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .any(|i| i[1] == pid.as_str()),
+        "{q:#}"
+    );
+    // The frontend's "delete from queue" for a pending prompt.
+    let r = Host::client()
+        .post(s.host.url("/queue"))
+        .json(&json!({"delete": [pid]}))
+        .send()
+        .await
+        .expect("delete");
+    assert_eq!(r.status().as_u16(), 200);
+    let msgs = until_done(&mut ws, &pid, Duration::from_secs(10)).await;
+    assert!(
+        types(&msgs).contains(&"execution_interrupted".to_string()),
+        "{:?}",
+        types(&msgs)
+    );
+    assert_eq!(
+        pod.cancels.lock().expect("lock").len(),
+        1,
+        "cancel reached the endpoint"
+    );
+    assert_eq!(job(&s.host, &pid).await["status"], "interrupted");
+}
