@@ -16,6 +16,7 @@ use crate::config::RunArgs;
 use crate::fair_queue::FairQueue;
 use crate::intercept::PluginInterceptor;
 use crate::jobs::JobTracker;
+use crate::overlay::OverlayDriver;
 use crate::remote::{RemoteRunner, RemoteSetup};
 use crate::state::AppState;
 use crate::users::Identity;
@@ -82,13 +83,21 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     )
     .context("loading unfinished jobs")?;
     let identity = Identity::new(auth.clone(), store.clone());
+    let gpu_name = gpu.read().ok().and_then(|g| {
+        g.as_ref()
+            .and_then(|r| r.inventory.gpus.first().map(|g| g.name.clone()))
+    });
+    let overlay = OverlayDriver::new(plugins.clone(), gpu_name);
+    jobs.set_overlay(overlay.clone());
     let interceptor = PluginInterceptor::new(
         plugins.clone(),
         jobs.clone(),
         identity.clone(),
         fair.clone(),
+        overlay.clone(),
     );
-    let proxy = build_proxy(&args, &supervisor, interceptor.clone())?;
+    let proxy = build_proxy(&args, &supervisor, interceptor.clone(), overlay.clone())?;
+    overlay.set_proxy(proxy.clone());
     jobs.spawn(&supervisor, proxy.clone(), cancel.child_token());
     let remote = RemoteRunner::new(RemoteSetup {
         pool,
@@ -98,6 +107,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         proxy: proxy.clone(),
         cache_dir: args.data_dir.join("remote-outputs"),
         input_dir: args.attach.is_none().then(|| args.input_dir()),
+        overlay: overlay.clone(),
         cancel: cancel.child_token(),
     })
     .context("resuming remote jobs")?;
@@ -116,7 +126,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         remote: remote.clone(),
         gpu,
     };
-    let app = router(&args, state, proxy, remote);
+    let app = router(&args, state, proxy, remote, overlay);
 
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
@@ -152,6 +162,7 @@ fn build_proxy(
     args: &RunArgs,
     supervisor: &Arc<Supervisor>,
     interceptor: Arc<PluginInterceptor>,
+    overlay: OverlayDriver,
 ) -> anyhow::Result<ProxyState> {
     let base = supervisor.base_url();
     let authority = base
@@ -180,18 +191,30 @@ fn build_proxy(
             snap
         })
         .interceptor(interceptor)
+        .tap(Arc::new(overlay))
         .build()?;
     Ok(state)
 }
 
 /// Host routes take precedence; everything else is ComfyUI's.
-fn router(args: &RunArgs, state: AppState, proxy: ProxyState, remote: RemoteRunner) -> Router {
+fn router(
+    args: &RunArgs,
+    state: AppState,
+    proxy: ProxyState,
+    remote: RemoteRunner,
+    overlay: OverlayDriver,
+) -> Router {
     let prefix = args.normalized_prefix().unwrap_or_default();
     let api_path = format!("{prefix}/comfyhost/api");
     let proxy = comfyhost_proxy::router(proxy);
     Router::new()
         .nest(&api_path, api::router(state))
-        .merge(crate::comfy_routes::router(&prefix, remote, proxy.clone()))
+        .merge(crate::comfy_routes::router(
+            &prefix,
+            remote,
+            overlay,
+            proxy.clone(),
+        ))
         .merge(proxy)
 }
 

@@ -13,6 +13,7 @@ use http::{HeaderValue, StatusCode, header};
 use serde_json::{Map, Value, json};
 use tower::ServiceExt;
 
+use crate::overlay::OverlayDriver;
 use crate::remote::RemoteRunner;
 use crate::remote::outputs::OutputCache;
 use crate::remote::views;
@@ -23,20 +24,29 @@ const COMMAND_LIMIT: usize = 1 << 20;
 #[derive(Clone)]
 struct Overlay {
     remote: RemoteRunner,
+    status: OverlayDriver,
     proxy: Router,
 }
 
 /// Routes for `prefix` (`""` or `/comfy`); merge before the proxy fallback.
-pub fn router(prefix: &str, remote: RemoteRunner, proxy: Router) -> Router {
-    let state = Overlay { remote, proxy };
-    let mut r = Router::new();
+pub fn router(prefix: &str, remote: RemoteRunner, status: OverlayDriver, proxy: Router) -> Router {
+    let state = Overlay {
+        remote,
+        status,
+        proxy,
+    };
+    let mut r = Router::new().route(
+        &format!("{prefix}{}", crate::overlay::SCRIPT_PATH),
+        get(overlay_script),
+    );
     for base in [prefix.to_string(), format!("{prefix}/api")] {
         r = r
             .route(&format!("{base}/queue"), get(queue).post(queue_command))
             .route(&format!("{base}/history"), get(history))
             .route(&format!("{base}/history/{{prompt_id}}"), get(history_one))
             .route(&format!("{base}/view"), get(view))
-            .route(&format!("{base}/interrupt"), post(interrupt));
+            .route(&format!("{base}/interrupt"), post(interrupt))
+            .route(&format!("{base}/extensions"), get(extensions));
     }
     r.with_state(state)
 }
@@ -225,4 +235,31 @@ async fn queue_command(State(o): State<Overlay>, req: Request) -> Response {
         }
     }
     forward(&o, req).await
+}
+
+async fn overlay_script() -> Response {
+    (
+        [
+            (header::CONTENT_TYPE, "text/javascript; charset=utf-8"),
+            (header::CACHE_CONTROL, "no-cache"),
+        ],
+        crate::overlay::SCRIPT,
+    )
+        .into_response()
+}
+
+/// ComfyUI's list of extension scripts, plus the host's overlay while it is enabled (so
+/// disabling the plugin removes the banner on the next page load).
+async fn extensions(State(o): State<Overlay>, req: Request) -> Response {
+    if !o.status.enabled() {
+        return forward(&o, req).await;
+    }
+    let (mut v, parts) = match forward_json(&o, req).await {
+        Ok(x) => x,
+        Err(resp) => return resp,
+    };
+    if let Some(list) = v.as_array_mut() {
+        list.push(json!(crate::overlay::SCRIPT_PATH));
+    }
+    json_response(parts, &v)
 }

@@ -19,6 +19,7 @@ use tracing::Instrument;
 
 use crate::fair_queue::FairQueue;
 use crate::jobs::{JobTracker, LocalSubmission};
+use crate::overlay::OverlayDriver;
 use crate::remote::{RemoteJob, RemoteKind, RemoteRunner, Submitted};
 use crate::users::Identity;
 
@@ -28,6 +29,7 @@ pub struct PluginInterceptor {
     jobs: JobTracker,
     identity: Identity,
     fair: FairQueue,
+    overlay: OverlayDriver,
     /// Set once the proxy exists (the runner sends WebSocket events through it).
     remote: OnceLock<RemoteRunner>,
 }
@@ -59,12 +61,14 @@ impl PluginInterceptor {
         jobs: JobTracker,
         identity: Identity,
         fair: FairQueue,
+        overlay: OverlayDriver,
     ) -> Arc<Self> {
         Arc::new(Self {
             plugins,
             jobs,
             identity,
             fair,
+            overlay,
             remote: OnceLock::new(),
         })
     }
@@ -168,13 +172,21 @@ impl PluginInterceptor {
                     request.rest.remove("front");
                     request.rest.insert("number".into(), json!(number));
                 }
+                let workflow = Value::Object(request.prompt.clone());
                 self.jobs.submitted(LocalSubmission {
                     prompt_id,
                     client_id: request.client_id.as_deref(),
                     user_id: user.as_ref().map(|u| u.id.as_str()),
-                    workflow: &Value::Object(request.prompt.clone()),
+                    workflow: &workflow,
                     original_workflow: original.as_ref(),
                 });
+                self.overlay.queued(
+                    prompt_id,
+                    request.client_id.as_deref(),
+                    user.as_ref(),
+                    "local",
+                    &workflow,
+                );
                 Outcome::done(PromptDecision::Forward(Bytes::from(request.to_body())))
             }
             Route::Reject(reason) => Outcome::refused(respond(
@@ -220,7 +232,16 @@ impl PluginInterceptor {
             ));
         };
         let client_id = request.client_id.clone();
+        let workflow = Value::Object(request.prompt.clone());
         let body: Value = serde_json::from_slice(&request.to_body()).unwrap_or(Value::Null);
+        // Before submitting: a fast backend's first events may beat the submission's answer.
+        self.overlay.queued(
+            prompt_id,
+            client_id.as_deref(),
+            user.as_ref(),
+            &name,
+            &workflow,
+        );
         let job = RemoteJob {
             prompt_id: prompt_id.to_string(),
             client_id,
@@ -236,6 +257,7 @@ impl PluginInterceptor {
             // The runner recorded the job's end itself.
             Submitted::Refused { status, body } => {
                 self.fair.done(prompt_id);
+                self.overlay.forget(prompt_id);
                 Outcome::done(PromptDecision::respond(status, body))
             }
         }

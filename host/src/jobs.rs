@@ -90,6 +90,7 @@ struct Inner {
     output_dir: Option<PathBuf>,
     finished: broadcast::Sender<FinishedJob>,
     fair: FairQueue,
+    overlay: std::sync::OnceLock<crate::overlay::OverlayDriver>,
 }
 
 /// A record with only identity, status and submission time set; the store keeps earlier
@@ -140,6 +141,7 @@ impl JobTracker {
                 output_dir,
                 finished: broadcast::channel(256).0,
                 fair,
+                overlay: std::sync::OnceLock::new(),
             }),
         };
         let unfinished = tracker
@@ -197,6 +199,11 @@ impl JobTracker {
                 running: false,
             },
         );
+    }
+
+    /// Lets the status overlay hear about jobs the host ends itself.
+    pub fn set_overlay(&self, overlay: crate::overlay::OverlayDriver) {
+        let _ = self.inner.overlay.set(overlay);
     }
 
     /// Writes a job record as is (remote jobs keep theirs current through this).
@@ -318,6 +325,16 @@ impl JobTracker {
         };
         if let Err(e) = self.inner.store.upsert_job(&record) {
             tracing::error!(prompt_id, error = %e, "cannot record job outcome");
+        }
+        if let (Some(err), Some(overlay)) = (&error, self.inner.overlay.get())
+            && err.get("messages").is_none()
+        {
+            // Ends ComfyUI did not report itself (it exited, or forgot the prompt).
+            overlay.host_failure(
+                prompt_id,
+                err["type"].as_str().unwrap_or("JobFailed"),
+                err["message"].as_str().unwrap_or(status),
+            );
         }
         match &error {
             Some(err) => tracing::warn!(prompt_id, status, error = %err, "job ended"),

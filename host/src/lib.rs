@@ -13,6 +13,7 @@ pub mod gpu_cli;
 pub mod gpu_confirm;
 pub mod intercept;
 pub mod jobs;
+pub mod overlay;
 pub mod plugins_setup;
 pub mod remote;
 pub mod state;

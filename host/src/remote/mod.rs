@@ -26,6 +26,7 @@ use tokio_util::sync::CancellationToken;
 use crate::backends::BackendPool;
 use crate::fair_queue::FairQueue;
 use crate::jobs::{FinishedJob, JobTracker, OutputRef};
+use crate::overlay::OverlayDriver;
 use comfy_socket::ComfySocket;
 use messages::Failure;
 use outputs::OutputCache;
@@ -77,6 +78,7 @@ struct Inner {
     active: Mutex<HashMap<String, Active>>,
     /// Local ComfyUI input directory (images a serverless job needs are read from here).
     input_dir: Option<PathBuf>,
+    overlay: OverlayDriver,
     cancel: CancellationToken,
 }
 
@@ -89,6 +91,8 @@ pub struct RemoteSetup {
     pub proxy: ProxyState,
     pub cache_dir: PathBuf,
     pub input_dir: Option<PathBuf>,
+    /// Sees every message relayed to a browser (status overlay).
+    pub overlay: OverlayDriver,
     pub cancel: CancellationToken,
 }
 
@@ -122,6 +126,7 @@ impl RemoteRunner {
                 sockets,
                 active: Mutex::new(HashMap::new()),
                 input_dir: setup.input_dir,
+                overlay: setup.overlay,
                 cancel: setup.cancel,
             }),
         };
@@ -216,6 +221,7 @@ impl RemoteRunner {
 
     /// Sends a ComfyUI-native message to the job's browser, if it is connected.
     fn emit(&self, row: &RemoteJobRow, message: &Value) {
+        self.inner.overlay.observe(message);
         if let Some(client) = &row.client_id
             && let Err(e) = self.inner.proxy.ws().relay_comfy_message(client, message)
         {
