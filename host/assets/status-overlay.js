@@ -78,7 +78,7 @@ function render() {
     }
     if (state.isAdmin && state.adminMode && Array.isArray(u.admin_detail) && u.admin_detail.length) {
       const pre = el("pre", { class: "comfyhost-overlay-admin" }, u.admin_detail.join("\n"));
-      Object.assign(pre.style, { margin: "4px 0 0", whiteSpace: "pre-wrap", font: "11px/1.3 ui-monospace, monospace", opacity: "0.85" });
+      Object.assign(pre.style, { margin: "4px 0 0", whiteSpace: "pre-wrap", font: "11px/1.3 ui-monospace, monospace", opacity: "0.85", maxHeight: "12em", overflow: "auto" });
       row.appendChild(pre);
     }
     b.appendChild(row);
