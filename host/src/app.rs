@@ -39,7 +39,8 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         .with_context(|| format!("opening the store {}", db.display()))?;
     let plugins = plugins_setup::open(&args, store.clone()).await?;
 
-    let gpu = gpu_cli::startup_report(&args).await;
+    let gpu_override = crate::api::gpu::stored_override(&store);
+    let gpu = gpu_cli::startup_report(&args, &gpu_override).await;
     let (flags, refusal) = match &gpu {
         Some(r) => (r.decision.flags.clone(), r.decision.refusal.clone()),
         None => (Vec::new(), None),
@@ -122,6 +123,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         plugins,
         jobs,
         auth,
+        store: store.clone(),
         identity,
         remote: remote.clone(),
         gpu,
@@ -209,6 +211,7 @@ fn router(
     let proxy = comfyhost_proxy::router(proxy);
     Router::new()
         .nest(&api_path, api::router(state))
+        .merge(crate::dashboard::router(&prefix))
         .merge(crate::comfy_routes::router(
             &prefix,
             remote,

@@ -8,6 +8,7 @@ pub mod backends;
 pub mod comfy_launch;
 pub mod comfy_routes;
 pub mod config;
+pub mod dashboard;
 pub mod fair_queue;
 pub mod gpu_cli;
 pub mod gpu_confirm;

@@ -50,9 +50,14 @@ async fn the_banner_follows_a_workflow_queued_in_the_real_frontend() {
         .start()
         .await;
     let mut b = Browser::launch(&pre.chromium).await;
-    // Signed in as the admin (the cookie a `POST /comfyhost/api/session` sets).
-    b.set_cookie(&host.url("/"), "comfyhost_token", ADMIN_TOKEN)
+    // Sign in as the admin the way a page does (session cookie), then load ComfyUI.
+    b.navigate(&host.url("/comfyhost/api/health")).await;
+    let signed_in = b
+        .eval(&format!(
+            "fetch('/comfyhost/api/session', {{method: 'POST', headers: {{'content-type': 'application/json'}}, body: JSON.stringify({{token: '{ADMIN_TOKEN}'}})}}).then(r => r.status)"
+        ))
         .await;
+    assert_eq!(signed_in, json!(200));
     b.navigate(&host.url("/")).await;
     b.wait_for(
         "the ComfyUI app",

@@ -149,7 +149,7 @@ async fn twenty_users_five_prompts_two_backends_nothing_lost() {
                 let t = Instant::now();
                 let r = http
                     .post(format!("{base}/prompt"))
-                    .header("cookie", format!("comfyhost_token={token}"))
+                    .bearer_auth(&token)
                     .json(&json!({"prompt": workflow(u, k), "client_id": client_id}))
                     .send()
                     .await

@@ -164,7 +164,7 @@ async fn submit(
         "prompt": workflow, "client_id": client_id, "extra_data": {"comfyhost": flags}
     }));
     if let Some(t) = token {
-        req = req.header("cookie", format!("comfyhost_token={t}"));
+        req = req.bearer_auth(t);
     }
     let r = req.send().await.expect("submit");
     let status = r.status().as_u16();

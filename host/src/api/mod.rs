@@ -1,10 +1,11 @@
 //! The host's own JSON API under `<prefix>/comfyhost/api`. Everything but `health` and
 //! `session` (a user's own sign-in) needs the admin token.
 
+mod activity;
 mod backends;
 mod comfyui;
 mod error;
-mod gpu;
+pub mod gpu;
 mod jobs;
 mod plugins;
 mod session;
@@ -23,12 +24,13 @@ pub fn router(state: AppState) -> Router {
     let admin = Router::new()
         .merge(comfyui::router())
         .merge(backends::router())
+        .merge(activity::router())
         .merge(plugins::router())
         .merge(gpu::router())
         .merge(jobs::router())
         .merge(users::router())
         .route_layer(axum::middleware::from_fn_with_state(
-            state.auth.clone(),
+            state.identity.clone(),
             require_admin,
         ));
     Router::new()

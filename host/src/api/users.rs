@@ -1,7 +1,7 @@
 //! Workshop users (admin only): create (the token is shown once), list, delete.
 
 use axum::extract::{Path, State};
-use axum::http::StatusCode;
+use axum::http::{HeaderMap, StatusCode};
 use axum::routing::{delete, get};
 use axum::{Json, Router};
 use serde::Deserialize;
@@ -36,9 +36,16 @@ struct NewUser {
 
 async fn create(
     State(s): State<AppState>,
+    headers: HeaderMap,
     Json(u): Json<NewUser>,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     let token = s.identity.create(&u.id, u.is_admin)?;
+    s.activity(
+        &s.actor(&headers),
+        "user.create",
+        &u.id,
+        json!({"is_admin": u.is_admin}),
+    );
     tracing::info!(user = %u.id, is_admin = u.is_admin, "user created");
     Ok((
         StatusCode::CREATED,

@@ -14,6 +14,7 @@ mod kv;
 pub mod migrations;
 mod plugins;
 mod remote_jobs;
+mod sessions;
 mod users;
 
 use std::path::Path;
@@ -29,6 +30,7 @@ pub use jobs::JobRecord;
 pub use kv::{KvLimits, MAX_KEY_BYTES, MAX_VALUE_BYTES};
 pub use plugins::PluginRow;
 pub use remote_jobs::RemoteJobRow;
+pub use sessions::SessionRow;
 pub use users::UserRow;
 
 /// Handle to the comfyhost database. Cheap to clone (an `Arc` inside); all clones share one

@@ -75,6 +75,19 @@ CREATE TABLE remote_jobs (
     updated_ms   INTEGER NOT NULL
 );
 CREATE INDEX remote_jobs_state ON remote_jobs (state);
+CREATE TABLE sessions (
+    id_sha256  TEXT PRIMARY KEY NOT NULL,
+    user_id    TEXT NOT NULL,
+    is_admin   INTEGER NOT NULL,
+    csrf       TEXT NOT NULL,
+    created_ms INTEGER NOT NULL,
+    expires_ms INTEGER NOT NULL
+);
+CREATE TABLE settings (
+    key        TEXT PRIMARY KEY NOT NULL,
+    value_json TEXT NOT NULL,
+    updated_ms INTEGER NOT NULL
+);
 "#,
     ),
 ];
