@@ -418,7 +418,7 @@ async function gpu(main) {
         d.refusal ? h("p", { class: "error-text" }, d.refusal) : null,
         h("ul", { id: "reasons" }, d.reasons.map((x) => h("li", {}, x))),
         d.warnings?.length ? h("ul", { class: "error-text" }, d.warnings.map((x) => h("li", {}, x))) : null,
-        r.confirmation ? h("p", { class: "muted" }, `Confirmed from ComfyUI's log: ${JSON.stringify(r.confirmation)}`) : null)),
+        r.confirmation ? h("p", { id: "confirmation", class: "muted" }, `ComfyUI's log: ${r.confirmation.status}${r.confirmation.detail ? ` — ${r.confirmation.detail}` : ""}`) : null)),
     h("div", { class: "panel" }, h("h4", {}, "Override"),
       h("label", { for: "attention" }, "Attention"), sel,
       h("label", { for: "extra-flags" }, "Extra ComfyUI flags (checked against main.py --help)"), extra,
