@@ -76,7 +76,7 @@ async fn submit(
 ) -> String {
     let r = Host::client()
         .post(host.url("/prompt"))
-        .bearer_auth(&token)
+        .bearer_auth(token)
         .json(&json!({"prompt": workflow, "client_id": client_id, "extra_data": {"comfyhost": flags}}))
         .send()
         .await
