@@ -34,7 +34,14 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         );
     }
 
-    let db = args.data_dir.join("comfyhost.db");
+    let db = args
+        .database
+        .clone()
+        .unwrap_or_else(|| args.data_dir.join("comfyhost.db"));
+    if let Some(parent) = db.parent().filter(|p| !p.as_os_str().is_empty()) {
+        std::fs::create_dir_all(parent)
+            .with_context(|| format!("creating the database directory {}", parent.display()))?;
+    }
     let store = comfyhost_store::Store::open(&db)
         .with_context(|| format!("opening the store {}", db.display()))?;
     let plugins = plugins_setup::open(&args, store.clone()).await?;

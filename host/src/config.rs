@@ -34,6 +34,11 @@ pub struct RunArgs {
     #[arg(long, env = "COMFYHOST_DATA_DIR", default_value = ".comfyhost")]
     pub data_dir: PathBuf,
 
+    /// SQLite database (plugin state, grants, config, users, sessions, jobs, activity).
+    /// Default `<data-dir>/comfyhost.db`.
+    #[arg(long, env = "COMFYHOST_DATABASE")]
+    pub database: Option<PathBuf>,
+
     /// Drop-in plugins directory (`<dir>/<plugin>/plugin.toml` + `.wasm`). Defaults to
     /// `<data-dir>/plugins`.
     #[arg(long, env = "COMFYHOST_PLUGINS_DIR")]
