@@ -11,10 +11,15 @@ use comfyhost_supervisor::{Supervisor, SupervisorState};
 use tokio_util::sync::CancellationToken;
 
 use crate::auth::{AdminAuth, TokenOrigin};
+use crate::backends::{BackendPool, BackendsConfig};
 use crate::config::RunArgs;
+use crate::fair_queue::FairQueue;
 use crate::intercept::PluginInterceptor;
 use crate::jobs::JobTracker;
+use crate::overlay::OverlayDriver;
+use crate::remote::{RemoteRunner, RemoteSetup};
 use crate::state::AppState;
+use crate::users::Identity;
 use crate::{api, comfy_launch, gpu_cli, plugins_setup};
 
 pub async fn run(args: RunArgs) -> anyhow::Result<()> {
@@ -29,12 +34,20 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         );
     }
 
-    let db = args.data_dir.join("comfyhost.db");
+    let db = args
+        .database
+        .clone()
+        .unwrap_or_else(|| args.data_dir.join("comfyhost.db"));
+    if let Some(parent) = db.parent().filter(|p| !p.as_os_str().is_empty()) {
+        std::fs::create_dir_all(parent)
+            .with_context(|| format!("creating the database directory {}", parent.display()))?;
+    }
     let store = comfyhost_store::Store::open(&db)
         .with_context(|| format!("opening the store {}", db.display()))?;
     let plugins = plugins_setup::open(&args, store.clone()).await?;
 
-    let gpu = gpu_cli::startup_report(&args).await;
+    let gpu_override = crate::api::gpu::stored_override(&store);
+    let gpu = gpu_cli::startup_report(&args, &gpu_override).await;
     let (flags, refusal) = match &gpu {
         Some(r) => (r.decision.flags.clone(), r.decision.refusal.clone()),
         None => (Vec::new(), None),
@@ -61,6 +74,14 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     let gpu = Arc::new(RwLock::new(gpu));
     crate::gpu_confirm::spawn(&supervisor, gpu.clone(), cancel.child_token());
 
+    let backends = match &args.backends {
+        Some(path) => BackendsConfig::load(path)?,
+        None => BackendsConfig::default(),
+    };
+    let pool = BackendPool::new(backends).context("setting up backends")?;
+    pool.spawn_health_checks(cancel.child_token());
+
+    let fair = FairQueue::new();
     let output_dir = args.attach.is_none().then(|| args.output_dir());
     let outputs = crate::outputs::OutputSync::new(
         store.clone(),
@@ -68,15 +89,44 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         output_dir.clone(),
         crate::outputs::OutputsConfig::from_env(),
     );
-    let jobs = JobTracker::new(store, supervisor.base_url().to_string(), output_dir)
-        .context("loading unfinished jobs")?;
-    let proxy = build_proxy(
-        &args,
-        &supervisor,
-        PluginInterceptor::new(plugins.clone(), jobs.clone()),
-    )?;
+    let jobs = JobTracker::new(
+        store.clone(),
+        supervisor.base_url().to_string(),
+        output_dir,
+        fair.clone(),
+    )
+    .context("loading unfinished jobs")?;
+    let identity = Identity::new(auth.clone(), store.clone());
+    let gpu_name = gpu.read().ok().and_then(|g| {
+        g.as_ref()
+            .and_then(|r| r.inventory.gpus.first().map(|g| g.name.clone()))
+    });
+    let overlay = OverlayDriver::new(plugins.clone(), gpu_name);
+    jobs.set_overlay(overlay.clone());
+    let interceptor = PluginInterceptor::new(
+        plugins.clone(),
+        jobs.clone(),
+        identity.clone(),
+        fair.clone(),
+        overlay.clone(),
+    );
+    let proxy = build_proxy(&args, &supervisor, interceptor.clone(), overlay.clone())?;
+    overlay.set_proxy(proxy.clone());
     jobs.spawn(&supervisor, proxy.clone(), cancel.child_token());
     outputs.spawn(&jobs, cancel.child_token());
+    let remote = RemoteRunner::new(RemoteSetup {
+        pool,
+        store: store.clone(),
+        jobs: jobs.clone(),
+        fair,
+        proxy: proxy.clone(),
+        cache_dir: args.data_dir.join("remote-outputs"),
+        input_dir: args.attach.is_none().then(|| args.input_dir()),
+        overlay: overlay.clone(),
+        cancel: cancel.child_token(),
+    })
+    .context("resuming remote jobs")?;
+    interceptor.set_remote(remote.clone());
     plugins_setup::spawn_rescan(
         plugins.clone(),
         std::time::Duration::from_secs(args.plugins_rescan_s),
@@ -91,11 +141,14 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         plugins,
         jobs,
         auth,
+        store: store.clone(),
+        identity,
+        remote: remote.clone(),
         gpu,
         outputs,
         models,
     };
-    let app = router(&args, state, proxy);
+    let app = router(&args, state, proxy, remote, overlay);
 
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
@@ -131,6 +184,7 @@ fn build_proxy(
     args: &RunArgs,
     supervisor: &Arc<Supervisor>,
     interceptor: Arc<PluginInterceptor>,
+    overlay: OverlayDriver,
 ) -> anyhow::Result<ProxyState> {
     let base = supervisor.base_url();
     let authority = base
@@ -159,19 +213,32 @@ fn build_proxy(
             snap
         })
         .interceptor(interceptor)
+        .tap(Arc::new(overlay))
         .build()?;
     Ok(state)
 }
 
 /// Host routes take precedence; everything else is ComfyUI's.
-fn router(args: &RunArgs, state: AppState, proxy: ProxyState) -> Router {
-    let api_path = format!(
-        "{}/comfyhost/api",
-        args.normalized_prefix().unwrap_or_default()
-    );
+fn router(
+    args: &RunArgs,
+    state: AppState,
+    proxy: ProxyState,
+    remote: RemoteRunner,
+    overlay: OverlayDriver,
+) -> Router {
+    let prefix = args.normalized_prefix().unwrap_or_default();
+    let api_path = format!("{prefix}/comfyhost/api");
+    let proxy = comfyhost_proxy::router(proxy);
     Router::new()
         .nest(&api_path, api::router(state))
-        .merge(comfyhost_proxy::router(proxy))
+        .merge(crate::dashboard::router(&prefix))
+        .merge(crate::comfy_routes::router(
+            &prefix,
+            remote,
+            overlay,
+            proxy.clone(),
+        ))
+        .merge(proxy)
 }
 
 async fn shutdown_signal() {

@@ -1,4 +1,4 @@
-//! Admin authentication for the host API: a bearer token.
+//! Admin authentication for the host API: the admin token (bearer) and admin sessions.
 //!
 //! The token comes from `COMFYHOST_ADMIN_TOKEN` / `--admin-token`, or is generated at first
 //! start, printed once on stderr, and only its SHA-256 is stored (`<data-dir>/admin-token.sha256`).
@@ -7,10 +7,12 @@
 use std::path::Path;
 
 use axum::extract::{Request, State};
-use axum::http::{StatusCode, header};
+use axum::http::{Method, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use sha2::{Digest, Sha256};
+
+use crate::users::{CSRF_HEADER, Credential, Identity};
 
 /// Verifies admin tokens.
 #[derive(Clone)]
@@ -86,27 +88,56 @@ impl AdminAuth {
     }
 }
 
-/// Middleware: requests must carry `Authorization: Bearer <admin token>`.
-pub async fn require_admin(State(auth): State<AdminAuth>, req: Request, next: Next) -> Response {
-    let presented = req
-        .headers()
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "));
-    match presented {
-        Some(t) if auth.verify(t) => next.run(req).await,
-        Some(_) => error(StatusCode::FORBIDDEN, "invalid admin token"),
-        None => error(
-            StatusCode::UNAUTHORIZED,
-            "admin token required (Authorization: Bearer <token>)",
-        ),
+/// Middleware for admin-only routes. Accepted: `Authorization: Bearer <admin token>` (or an
+/// admin user's token), or an admin's session cookie; with a cookie, every state-changing
+/// request must also carry the session's CSRF token in `X-CSRF-Token`. Anonymous requests get
+/// 401, signed-in non-admins 403.
+pub async fn require_admin(State(identity): State<Identity>, req: Request, next: Next) -> Response {
+    let Some(cred) = identity.credential(req.headers()) else {
+        let message = if req.headers().contains_key(header::AUTHORIZATION) {
+            "invalid token"
+        } else {
+            "sign in first (POST /comfyhost/api/session) or send Authorization: Bearer <admin token>"
+        };
+        return error(StatusCode::UNAUTHORIZED, "unauthorized", message);
+    };
+    if !cred.user().is_admin {
+        return error(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            "admins only: workshop users can use ComfyUI but not change the host",
+        );
     }
+    let safe = matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS);
+    if let Credential::Session { csrf, .. } = &cred
+        && !safe
+    {
+        let presented = req
+            .headers()
+            .get(CSRF_HEADER)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("");
+        let ok = presented.len() == csrf.len()
+            && presented
+                .bytes()
+                .zip(csrf.bytes())
+                .fold(0u8, |acc, (a, b)| acc | (a ^ b))
+                == 0;
+        if !ok {
+            return error(
+                StatusCode::FORBIDDEN,
+                "csrf",
+                "missing or wrong X-CSRF-Token for a signed-in change",
+            );
+        }
+    }
+    next.run(req).await
 }
 
-fn error(status: StatusCode, message: &str) -> Response {
+fn error(status: StatusCode, kind: &str, message: &str) -> Response {
     (
         status,
-        axum::Json(serde_json::json!({"error": {"type": "unauthorized", "message": message}})),
+        axum::Json(serde_json::json!({"error": {"type": kind, "message": message}})),
     )
         .into_response()
 }

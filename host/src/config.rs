@@ -34,6 +34,11 @@ pub struct RunArgs {
     #[arg(long, env = "COMFYHOST_DATA_DIR", default_value = ".comfyhost")]
     pub data_dir: PathBuf,
 
+    /// SQLite database (plugin state, grants, config, users, sessions, jobs, activity).
+    /// Default `<data-dir>/comfyhost.db`.
+    #[arg(long, env = "COMFYHOST_DATABASE")]
+    pub database: Option<PathBuf>,
+
     /// Drop-in plugins directory (`<dir>/<plugin>/plugin.toml` + `.wasm`). Defaults to
     /// `<data-dir>/plugins`.
     #[arg(long, env = "COMFYHOST_PLUGINS_DIR")]
@@ -47,6 +52,11 @@ pub struct RunArgs {
         default_value_t = 5
     )]
     pub plugins_rescan_s: u64,
+
+    /// Remote ComfyUI servers and serverless endpoints that queue routers may send prompts to
+    /// (TOML; see `docs/queue-redirect.md`). Without it every prompt runs locally.
+    #[arg(long, env = "COMFYHOST_BACKENDS")]
+    pub backends: Option<PathBuf>,
 
     /// A real ComfyUI checkout to supervise (contains `main.py`). Without it (and without
     /// `--attach`) the embedded simulator runs.

@@ -39,7 +39,7 @@ pub async fn run(args: GpuArgs) -> anyhow::Result<()> {
 
 /// The report made when the host starts, or `None` when ComfyUI is not ours to configure
 /// (attach mode) or detection is switched off.
-pub async fn startup_report(args: &RunArgs) -> Option<GpuReport> {
+pub async fn startup_report(args: &RunArgs, over: &OverrideSetting) -> Option<GpuReport> {
     if args.no_gpu_detect {
         return None;
     }
@@ -53,30 +53,25 @@ pub async fn startup_report(args: &RunArgs) -> Option<GpuReport> {
                 probe_cache_file: Some(args.data_dir.join("env-probe.json")),
                 python,
                 comfyui_dir,
+                attention_override: over.clone(),
                 ..DetectConfig::default()
             };
             Some(comfyhost_gpu::full_report(&cfg).await)
         }
-        ComfyMode::Simulator => Some(simulator_report().await),
+        ComfyMode::Simulator => Some(simulator_report(over).await),
     }
 }
 
 /// The simulator has no Python environment: detect the GPUs for real, decide without a probe
 /// (which selects `--cpu` without a GPU and no attention flag otherwise).
-async fn simulator_report() -> GpuReport {
+async fn simulator_report(over: &OverrideSetting) -> GpuReport {
     let cfg = DetectConfig::default();
     let inventory = comfyhost_gpu::detect(&cfg).await;
     let selection = cfg
         .visible_devices()
         .as_deref()
         .map_or(DeviceSelection::Default, DeviceSelection::parse);
-    let decision = comfyhost_gpu::decide(
-        &inventory,
-        None,
-        None,
-        &OverrideSetting::default(),
-        &selection,
-    );
+    let decision = comfyhost_gpu::decide(&inventory, None, None, over, &selection);
     GpuReport {
         inventory,
         probe: None,

@@ -1,105 +1,227 @@
-//! The `POST /prompt` interception point: runs the plugin chains (prompt-transform, then
-//! queue-router) on a submission before ComfyUI sees it, and turns their answers into a
-//! forwarded body or a ComfyUI-shaped error the frontend shows in its usual dialog.
+//! The `POST /prompt` interception point: identifies the user, runs the plugin chains
+//! (prompt-transform, then queue-router) on a submission before any queue sees it, and carries
+//! out the route: the local ComfyUI (with a fair queue number), a remote ComfyUI or a
+//! serverless endpoint (through the [`RemoteRunner`]), or a ComfyUI-shaped refusal the
+//! frontend shows in its usual dialog.
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use bytes::Bytes;
 use comfyhost_protocol::{ComfyErrorBody, PromptRequest};
 use comfyhost_proxy::{PromptDecision, PromptInterceptor, PromptRequestContext};
 use comfyhost_runtime::HookKind;
 use comfyhost_runtime::registry::PluginRegistry;
-use comfyhost_runtime::types::{Route, Submission};
+use comfyhost_runtime::types::{Route, Submission, User};
 use futures::future::BoxFuture;
 use http::StatusCode;
-use serde_json::Value;
+use serde_json::{Value, json};
 use tracing::Instrument;
 
-use crate::jobs::JobTracker;
+use crate::fair_queue::FairQueue;
+use crate::jobs::{JobTracker, LocalSubmission};
+use crate::overlay::OverlayDriver;
+use crate::remote::{RemoteJob, RemoteKind, RemoteRunner, Submitted};
+use crate::users::Identity;
 
-/// Runs the plugin chains on every submitted prompt.
+/// Runs the plugin chains on every submitted prompt and executes the route.
 pub struct PluginInterceptor {
     plugins: PluginRegistry,
     jobs: JobTracker,
+    identity: Identity,
+    fair: FairQueue,
+    overlay: OverlayDriver,
+    /// Set once the proxy exists (the runner sends WebSocket events through it).
+    remote: OnceLock<RemoteRunner>,
+}
+
+/// What the chains decided, and whether the host refused the prompt itself.
+struct Outcome {
+    decision: PromptDecision,
+    refused_by_host: bool,
+}
+
+impl Outcome {
+    fn refused(decision: PromptDecision) -> Self {
+        Self {
+            decision,
+            refused_by_host: true,
+        }
+    }
+    fn done(decision: PromptDecision) -> Self {
+        Self {
+            decision,
+            refused_by_host: false,
+        }
+    }
 }
 
 impl PluginInterceptor {
-    pub fn new(plugins: PluginRegistry, jobs: JobTracker) -> Arc<Self> {
-        Arc::new(Self { plugins, jobs })
+    pub fn new(
+        plugins: PluginRegistry,
+        jobs: JobTracker,
+        identity: Identity,
+        fair: FairQueue,
+        overlay: OverlayDriver,
+    ) -> Arc<Self> {
+        Arc::new(Self {
+            plugins,
+            jobs,
+            identity,
+            fair,
+            overlay,
+            remote: OnceLock::new(),
+        })
     }
 
-    async fn decide(&self, body: Bytes) -> PromptDecision {
+    /// Enables remote routes (call once, after the proxy is built).
+    pub fn set_remote(&self, runner: RemoteRunner) {
+        if self.remote.set(runner).is_err() {
+            tracing::warn!("remote runner set twice; keeping the first");
+        }
+    }
+
+    async fn decide(&self, ctx: &PromptRequestContext, body: Bytes) -> PromptDecision {
         // Bodies ComfyUI would reject (bad JSON, no prompt) go to ComfyUI unchanged, so the
         // browser gets ComfyUI's own answer, byte for byte.
         let Ok(mut request) = PromptRequest::parse(&body) else {
             return PromptDecision::Forward(body);
         };
         // The host names the prompt (ComfyUI honours a client's `prompt_id`), so the job is
-        // recorded before ComfyUI sees it and can never be silently lost.
+        // recorded before any backend sees it and can never be silently lost.
         let prompt_id = request
             .prompt_id
             .clone()
             .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
         request.prompt_id = Some(prompt_id.clone());
-        let span = tracing::info_span!("prompt", prompt_id = %prompt_id);
+        let user = self.identity.identify(&ctx.headers);
+        let span = tracing::info_span!("prompt", prompt_id = %prompt_id,
+            user = user.as_ref().map_or("-", |u| u.id.as_str()));
         let client_id = request.client_id.clone();
-        let decision = self.run_chains(request, &prompt_id).instrument(span).await;
-        if let PromptDecision::Respond { body, .. } = &decision {
+        let outcome = self
+            .run_chains(request, &prompt_id, user)
+            .instrument(span)
+            .await;
+        if outcome.refused_by_host
+            && let PromptDecision::Respond { body, .. } = &outcome.decision
+        {
             self.jobs.refused(&prompt_id, client_id.as_deref(), body);
         }
-        decision
+        outcome.decision
     }
 
-    async fn run_chains(&self, mut request: PromptRequest, prompt_id: &str) -> PromptDecision {
+    async fn run_chains(
+        &self,
+        mut request: PromptRequest,
+        prompt_id: &str,
+        user: Option<User>,
+    ) -> Outcome {
         let mut submission = Submission {
             prompt_id: prompt_id.to_string(),
             client_id: request.client_id.clone(),
-            user: None,
+            user: user.clone(),
             workflow: Value::Object(std::mem::take(&mut request.prompt)),
             flags: request.comfyhost_flags(),
         };
+        let mut original = None;
         // Empty chains are skipped: no copy of the workflow, no allocation.
         if self.plugins.has_enabled(HookKind::PromptTransform) {
             match self.plugins.transform(&submission).await {
                 Ok((workflow, applied)) => {
                     if !applied.is_empty() {
                         tracing::info!(plugins = ?applied, "workflow rewritten by plugins");
+                        original = Some(std::mem::replace(&mut submission.workflow, workflow));
                     }
-                    submission.workflow = workflow;
                 }
-                Err(e) => return plugin_failure(&e.to_string()),
+                Err(e) => return Outcome::refused(plugin_failure(&e.to_string())),
             }
         }
         let route = if self.plugins.has_enabled(HookKind::QueueRouter) {
-            match self.plugins.route(&submission, &[]).await {
+            let backends = self
+                .remote
+                .get()
+                .map(|r| r.pool().statuses())
+                .unwrap_or_default();
+            match self.plugins.route(&submission, &backends).await {
                 Ok(decision) => {
                     tracing::info!(route = ?decision.route, by = ?decision.decided_by, "routed");
                     decision.route
                 }
-                Err(e) => return plugin_failure(&e.to_string()),
+                Err(e) => return Outcome::refused(plugin_failure(&e.to_string())),
             }
         } else {
             Route::Local
         };
+        let Value::Object(prompt) = submission.workflow else {
+            return Outcome::refused(plugin_failure(
+                "a plugin returned a workflow that is not an object",
+            ));
+        };
+        request.prompt = prompt;
+        let lane = match (&user, &request.client_id) {
+            (Some(u), _) => u.id.clone(),
+            (None, Some(c)) => format!("client:{c}"),
+            (None, None) => "anonymous".into(),
+        };
+        // Admins may still jump the queue with ComfyUI's own `front`/`number`; nobody else.
+        let admin_override = user.as_ref().is_some_and(|u| u.is_admin)
+            && (request.rest.contains_key("front") || request.rest.contains_key("number"));
+        let number = self.fair.assign(&lane, prompt_id);
         match route {
             Route::Local | Route::Pass => {
-                let Value::Object(prompt) = submission.workflow else {
-                    return plugin_failure("a plugin returned a workflow that is not an object");
-                };
-                request.prompt = prompt;
-                self.jobs.submitted(
+                if !admin_override {
+                    request.rest.remove("front");
+                    request.rest.insert("number".into(), json!(number));
+                }
+                let workflow = Value::Object(request.prompt.clone());
+                self.jobs.submitted(LocalSubmission {
+                    prompt_id,
+                    client_id: request.client_id.as_deref(),
+                    user_id: user.as_ref().map(|u| u.id.as_str()),
+                    workflow: &workflow,
+                    original_workflow: original.as_ref(),
+                });
+                self.overlay.queued(
                     prompt_id,
                     request.client_id.as_deref(),
+                    user.as_ref(),
                     "local",
-                    &Value::Object(request.prompt.clone()),
+                    &workflow,
                 );
-                PromptDecision::Forward(Bytes::from(request.to_body()))
+                Outcome::done(PromptDecision::Forward(Bytes::from(request.to_body())))
             }
-            Route::Reject(reason) => respond(
+            Route::Reject(reason) => Outcome::refused(respond(
                 StatusCode::BAD_REQUEST,
                 ComfyErrorBody::new("comfyhost_rejected", reason.clone(), reason),
-            ),
-            Route::Backend(name) | Route::Serverless(name) => respond(
+            )),
+            Route::Backend(name) => {
+                self.run_remote(request, prompt_id, user, number, RemoteKind::Comfyui, name)
+                    .await
+            }
+            Route::Serverless(name) => {
+                self.run_remote(
+                    request,
+                    prompt_id,
+                    user,
+                    number,
+                    RemoteKind::Serverless,
+                    name,
+                )
+                .await
+            }
+        }
+    }
+
+    async fn run_remote(
+        &self,
+        request: PromptRequest,
+        prompt_id: &str,
+        user: Option<User>,
+        number: f64,
+        kind: RemoteKind,
+        name: String,
+    ) -> Outcome {
+        let Some(runner) = self.remote.get().filter(|r| !r.pool().is_empty()) else {
+            return Outcome::refused(respond(
                 StatusCode::SERVICE_UNAVAILABLE,
                 ComfyErrorBody::new(
                     "comfyhost_route_unavailable",
@@ -107,7 +229,37 @@ impl PluginInterceptor {
                     "No remote backends or serverless endpoints are configured on this host.",
                 )
                 .with_extra("route", Value::String(name)),
-            ),
+            ));
+        };
+        let client_id = request.client_id.clone();
+        let workflow = Value::Object(request.prompt.clone());
+        let body: Value = serde_json::from_slice(&request.to_body()).unwrap_or(Value::Null);
+        // Before submitting: a fast backend's first events may beat the submission's answer.
+        self.overlay.queued(
+            prompt_id,
+            client_id.as_deref(),
+            user.as_ref(),
+            &name,
+            &workflow,
+        );
+        let job = RemoteJob {
+            prompt_id: prompt_id.to_string(),
+            client_id,
+            user_id: user.map(|u| u.id),
+            number,
+            request: body,
+        };
+        match runner.submit(job, kind, &name).await {
+            Submitted::Accepted => Outcome::done(PromptDecision::respond(
+                StatusCode::OK,
+                json!({"prompt_id": prompt_id, "number": number, "node_errors": {}}),
+            )),
+            // The runner recorded the job's end itself.
+            Submitted::Refused { status, body } => {
+                self.fair.done(prompt_id);
+                self.overlay.forget(prompt_id);
+                Outcome::done(PromptDecision::respond(status, body))
+            }
         }
     }
 }
@@ -135,9 +287,9 @@ fn plugin_failure(detail: &str) -> PromptDecision {
 impl PromptInterceptor for PluginInterceptor {
     fn intercept<'a>(
         &'a self,
-        _ctx: &'a PromptRequestContext,
+        ctx: &'a PromptRequestContext,
         body: Bytes,
     ) -> BoxFuture<'a, PromptDecision> {
-        Box::pin(self.decide(body))
+        Box::pin(self.decide(ctx, body))
     }
 }

@@ -9,6 +9,8 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use comfyhost_proxy::{HostEvent, ProxyState};
+
+use crate::fair_queue::FairQueue;
 use comfyhost_store::{JobRecord, Store};
 use comfyhost_supervisor::{Supervisor, SupervisorEvent, SupervisorState};
 use parking_lot::Mutex;
@@ -62,6 +64,17 @@ pub struct FinishedJob {
     pub outputs: Vec<OutputRef>,
 }
 
+/// A prompt going to the local ComfyUI.
+pub struct LocalSubmission<'a> {
+    pub prompt_id: &'a str,
+    pub client_id: Option<&'a str>,
+    pub user_id: Option<&'a str>,
+    /// The workflow as forwarded.
+    pub workflow: &'a Value,
+    /// The workflow as the browser sent it, when a plugin rewrote it.
+    pub original_workflow: Option<&'a Value>,
+}
+
 /// Records and follows jobs. Cheap to clone.
 #[derive(Clone)]
 pub struct JobTracker {
@@ -76,6 +89,8 @@ struct Inner {
     /// The managed ComfyUI's output directory (`None` in attach mode).
     output_dir: Option<PathBuf>,
     finished: broadcast::Sender<FinishedJob>,
+    fair: FairQueue,
+    overlay: std::sync::OnceLock<crate::overlay::OverlayDriver>,
 }
 
 /// A record with only identity, status and submission time set; the store keeps earlier
@@ -112,6 +127,7 @@ impl JobTracker {
         store: Store,
         upstream: String,
         output_dir: Option<PathBuf>,
+        fair: FairQueue,
     ) -> anyhow::Result<Self> {
         let http = reqwest::Client::builder()
             .timeout(Duration::from_secs(5))
@@ -124,6 +140,8 @@ impl JobTracker {
                 http,
                 output_dir,
                 finished: broadcast::channel(256).0,
+                fair,
+                overlay: std::sync::OnceLock::new(),
             }),
         };
         let unfinished = tracker
@@ -131,7 +149,9 @@ impl JobTracker {
             .store
             .recent_jobs(None, 10_000)?
             .into_iter()
-            .filter(|j| matches!(j.status.as_str(), "queued" | "running"));
+            .filter(|j| matches!(j.status.as_str(), "queued" | "running"))
+            // Remote jobs are followed by the remote runner.
+            .filter(|j| j.route.as_deref().is_none_or(|r| r == "local"));
         let mut map = tracker.inner.in_flight.lock();
         for job in unfinished {
             tracing::info!(prompt_id = %job.prompt_id, "following an unfinished job from an earlier run");
@@ -149,18 +169,22 @@ impl JobTracker {
         Ok(tracker)
     }
 
-    /// A prompt is about to be forwarded to ComfyUI.
-    pub fn submitted(
-        &self,
-        prompt_id: &str,
-        client_id: Option<&str>,
-        route: &str,
-        workflow: &Value,
-    ) {
+    /// A prompt is about to be forwarded to the local ComfyUI.
+    pub fn submitted(&self, job: LocalSubmission<'_>) {
+        let LocalSubmission {
+            prompt_id,
+            client_id,
+            user_id,
+            workflow,
+            original_workflow,
+        } = job;
         let now = now_ms();
         let record = JobRecord {
-            route: Some(route.to_string()),
+            route: Some("local".to_string()),
+            backend: Some("local".to_string()),
+            user_id: user_id.map(str::to_string),
             workflow_json: Some(workflow.to_string()),
+            original_workflow_json: original_workflow.map(Value::to_string),
             ..record(prompt_id, client_id, "queued", now)
         };
         if let Err(e) = self.inner.store.upsert_job(&record) {
@@ -177,8 +201,26 @@ impl JobTracker {
         );
     }
 
+    /// Lets the status overlay hear about jobs the host ends itself.
+    pub fn set_overlay(&self, overlay: crate::overlay::OverlayDriver) {
+        let _ = self.inner.overlay.set(overlay);
+    }
+
+    /// Writes a job record as is (remote jobs keep theirs current through this).
+    pub fn upsert(&self, record: &JobRecord) {
+        if let Err(e) = self.inner.store.upsert_job(record) {
+            tracing::error!(prompt_id = %record.prompt_id, error = %e, "cannot record job");
+        }
+    }
+
+    /// Tells subscribers a job ended (the remote runner's jobs end outside this tracker).
+    pub fn announce(&self, job: FinishedJob) {
+        let _ = self.inner.finished.send(job);
+    }
+
     /// A prompt refused by the host (plugin rejection or failure); never reaches ComfyUI.
     pub fn refused(&self, prompt_id: &str, client_id: Option<&str>, error: &Value) {
+        self.inner.fair.done(prompt_id);
         let now = now_ms();
         let record = JobRecord {
             route: Some("reject".into()),
@@ -270,6 +312,7 @@ impl JobTracker {
             outputs,
         } = outcome;
         let status = status.as_str();
+        self.inner.fair.done(prompt_id);
         let record = JobRecord {
             finished_ms: Some(now_ms()),
             error_json: error.as_ref().map(Value::to_string),
@@ -282,6 +325,16 @@ impl JobTracker {
         };
         if let Err(e) = self.inner.store.upsert_job(&record) {
             tracing::error!(prompt_id, error = %e, "cannot record job outcome");
+        }
+        if let (Some(err), Some(overlay)) = (&error, self.inner.overlay.get())
+            && err.get("messages").is_none()
+        {
+            // Ends ComfyUI did not report itself (it exited, or forgot the prompt).
+            overlay.host_failure(
+                prompt_id,
+                err["type"].as_str().unwrap_or("JobFailed"),
+                err["message"].as_str().unwrap_or(status),
+            );
         }
         match &error {
             Some(err) => tracing::warn!(prompt_id, status, error = %err, "job ended"),

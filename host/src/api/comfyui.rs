@@ -4,7 +4,7 @@
 use std::convert::Infallible;
 
 use axum::extract::{Query, State};
-use axum::http::StatusCode;
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::routing::{get, post};
 use axum::{Json, Router};
@@ -36,15 +36,42 @@ fn accepted(op: comfyhost_supervisor::OpId) -> (StatusCode, Json<serde_json::Val
     )
 }
 
-async fn start(State(s): State<AppState>) -> (StatusCode, Json<serde_json::Value>) {
+async fn start(
+    State(s): State<AppState>,
+    headers: HeaderMap,
+) -> (StatusCode, Json<serde_json::Value>) {
+    s.activity(
+        &s.actor(&headers),
+        "comfyui.start",
+        "comfyui",
+        serde_json::json!({}),
+    );
     accepted(s.supervisor.start().await)
 }
 
-async fn stop(State(s): State<AppState>) -> (StatusCode, Json<serde_json::Value>) {
+async fn stop(
+    State(s): State<AppState>,
+    headers: HeaderMap,
+) -> (StatusCode, Json<serde_json::Value>) {
+    s.activity(
+        &s.actor(&headers),
+        "comfyui.stop",
+        "comfyui",
+        serde_json::json!({}),
+    );
     accepted(s.supervisor.stop().await)
 }
 
-async fn restart(State(s): State<AppState>) -> (StatusCode, Json<serde_json::Value>) {
+async fn restart(
+    State(s): State<AppState>,
+    headers: HeaderMap,
+) -> (StatusCode, Json<serde_json::Value>) {
+    s.activity(
+        &s.actor(&headers),
+        "comfyui.restart",
+        "comfyui",
+        serde_json::json!({}),
+    );
     accepted(s.supervisor.restart().await)
 }
 

@@ -12,6 +12,7 @@ use crate::state::AppState;
 pub fn router() -> Router<AppState> {
     Router::new()
         .route("/jobs", get(list))
+        .route("/jobs/events", get(events))
         .route("/jobs/{prompt_id}", get(one))
 }
 
@@ -44,4 +45,29 @@ async fn one(
         .map_err(|e| ApiError::Internal(e.to_string()))?
         .map(Json)
         .ok_or_else(|| ApiError::NotFound(format!("no job {prompt_id}")))
+}
+
+/// Every job's end as a server-sent event (`event: job`), for live dashboards.
+async fn events(
+    State(s): State<AppState>,
+) -> axum::response::sse::Sse<
+    impl futures::Stream<Item = Result<axum::response::sse::Event, std::convert::Infallible>>,
+> {
+    use axum::response::sse::{Event, KeepAlive, Sse};
+    use tokio_stream::StreamExt;
+    let stream = tokio_stream::wrappers::BroadcastStream::new(s.jobs.subscribe_finished())
+        .filter_map(|j| {
+            let j = j.ok()?;
+            Event::default()
+                .event("job")
+                .json_data(serde_json::json!({
+                    "prompt_id": j.prompt_id,
+                    "user_id": j.user_id,
+                    "status": j.status,
+                    "outputs": j.outputs.len(),
+                }))
+                .ok()
+        })
+        .map(Ok);
+    Sse::new(stream).keep_alive(KeepAlive::default())
 }

@@ -1,13 +1,17 @@
-//! The host's own JSON API under `<prefix>/comfyhost/api`. Everything but `health` needs the
-//! admin token.
+//! The host's own JSON API under `<prefix>/comfyhost/api`. Everything but `health` and
+//! `session` (a user's own sign-in) needs the admin token.
 
+mod activity;
+mod backends;
 mod comfyui;
 mod error;
-mod gpu;
+pub mod gpu;
 mod jobs;
 mod models;
 mod outputs;
 mod plugins;
+mod session;
+mod users;
 
 use axum::Router;
 use axum::routing::get;
@@ -21,17 +25,21 @@ pub use error::ApiError;
 pub fn router(state: AppState) -> Router {
     let admin = Router::new()
         .merge(comfyui::router())
+        .merge(backends::router())
+        .merge(activity::router())
         .merge(plugins::router())
         .merge(gpu::router())
         .merge(jobs::router())
         .merge(outputs::router())
         .merge(models::router())
+        .merge(users::router())
         .route_layer(axum::middleware::from_fn_with_state(
-            state.auth.clone(),
+            state.identity.clone(),
             require_admin,
         ));
     Router::new()
         .route("/health", get(health))
+        .merge(session::router())
         .merge(admin)
         .with_state(state)
 }

@@ -2,6 +2,8 @@
 //! data directory and the embedded ComfyUI simulator, and talks to it over HTTP and WebSocket.
 #![allow(dead_code)]
 
+pub mod browser;
+pub mod remote;
 pub mod wasm;
 
 use std::io::{BufRead, BufReader};
@@ -39,6 +41,7 @@ pub struct Host {
 }
 
 pub struct HostBuilder {
+    data_dir: Option<tempfile::TempDir>,
     args: Vec<String>,
     env: Vec<(String, String)>,
     plugins: Vec<PathBuf>,
@@ -48,6 +51,7 @@ pub struct HostBuilder {
 impl Host {
     pub fn builder() -> HostBuilder {
         HostBuilder {
+            data_dir: None,
             args: Vec::new(),
             env: Vec::new(),
             plugins: Vec::new(),
@@ -164,13 +168,22 @@ impl HostBuilder {
         self
     }
 
+    /// Start on an existing data directory (a restart of an earlier host).
+    pub fn data_dir(mut self, dir: tempfile::TempDir) -> Self {
+        self.data_dir = Some(dir);
+        self
+    }
+
     pub fn no_wait(mut self) -> Self {
         self.wait_ready = false;
         self
     }
 
     pub async fn start(self) -> Host {
-        let data_dir = tempfile::tempdir().expect("tempdir");
+        let data_dir = match self.data_dir {
+            Some(d) => d,
+            None => tempfile::tempdir().expect("tempdir"),
+        };
         let plugins_dir = data_dir.path().join("plugins");
         std::fs::create_dir_all(&plugins_dir).expect("plugins dir");
         for p in &self.plugins {

@@ -1,5 +1,5 @@
 //! SQLite persistence for comfyhost: plugin state, plugin key-value namespaces, the admin
-//! activity log and job records.
+//! activity log, job records (local and remote) and workshop users.
 //!
 //! One [`Store`] wraps one `rusqlite::Connection` behind a `parking_lot::Mutex`. Every method
 //! holds the lock only for one short statement (or one small transaction), so callers on tokio
@@ -14,6 +14,9 @@ mod kv;
 pub mod migrations;
 mod outputs;
 mod plugins;
+mod remote_jobs;
+mod sessions;
+mod users;
 
 use std::path::Path;
 use std::sync::Arc;
@@ -28,6 +31,9 @@ pub use jobs::JobRecord;
 pub use kv::{KvLimits, MAX_KEY_BYTES, MAX_VALUE_BYTES};
 pub use outputs::{NewOutput, OutputBacklog, OutputRow, OutputState};
 pub use plugins::PluginRow;
+pub use remote_jobs::RemoteJobRow;
+pub use sessions::SessionRow;
+pub use users::UserRow;
 
 /// Handle to the comfyhost database. Cheap to clone (an `Arc` inside); all clones share one
 /// connection.

@@ -52,7 +52,44 @@ CREATE INDEX jobs_submitted ON jobs (submitted_ms);
 CREATE INDEX jobs_user ON jobs (user_id, submitted_ms);
 "#,
     ),
-    // 2 is taken by the job/user-identity branch.
+    (
+        2,
+        r#"
+CREATE TABLE users (
+    id           TEXT PRIMARY KEY NOT NULL,
+    token_sha256 TEXT NOT NULL UNIQUE,
+    is_admin     INTEGER NOT NULL DEFAULT 0,
+    created_ms   INTEGER NOT NULL
+);
+CREATE TABLE remote_jobs (
+    prompt_id    TEXT PRIMARY KEY NOT NULL,
+    kind         TEXT NOT NULL,
+    backend      TEXT NOT NULL,
+    remote_id    TEXT,
+    client_id    TEXT,
+    user_id      TEXT,
+    number       REAL NOT NULL,
+    state        TEXT NOT NULL,
+    request_json TEXT NOT NULL,
+    history_json TEXT,
+    updated_ms   INTEGER NOT NULL
+);
+CREATE INDEX remote_jobs_state ON remote_jobs (state);
+CREATE TABLE sessions (
+    id_sha256  TEXT PRIMARY KEY NOT NULL,
+    user_id    TEXT NOT NULL,
+    is_admin   INTEGER NOT NULL,
+    csrf       TEXT NOT NULL,
+    created_ms INTEGER NOT NULL,
+    expires_ms INTEGER NOT NULL
+);
+CREATE TABLE settings (
+    key        TEXT PRIMARY KEY NOT NULL,
+    value_json TEXT NOT NULL,
+    updated_ms INTEGER NOT NULL
+);
+"#,
+    ),
     (
         3,
         r#"

@@ -50,7 +50,22 @@ impl WsHub {
 
     /// Queue `event` for the browser socket `client_id`.
     pub fn send_to(&self, client_id: &str, event: &HostEvent) -> Result<(), InjectError> {
-        let text = Utf8Bytes::from(event.to_text());
+        self.send_text(client_id, Utf8Bytes::from(event.to_text()))
+    }
+
+    /// Queue a ComfyUI-native message (`{"type": "executing", "data": {...}}`) for the browser
+    /// socket `client_id`. For jobs the host runs elsewhere (a remote ComfyUI, a serverless
+    /// endpoint): the browser must see the same messages it would from its own ComfyUI, so
+    /// these are not namespaced. Host-originated notices use [`WsHub::send_to`] instead.
+    pub fn relay_comfy_message(
+        &self,
+        client_id: &str,
+        message: &serde_json::Value,
+    ) -> Result<(), InjectError> {
+        self.send_text(client_id, Utf8Bytes::from(message.to_string()))
+    }
+
+    fn send_text(&self, client_id: &str, text: Utf8Bytes) -> Result<(), InjectError> {
         let clients = self.clients.lock();
         let slot = clients
             .get(client_id)

@@ -1,0 +1,515 @@
+// comfyhost dashboard: a dependency-free single page over the host API
+// (`<prefix>/comfyhost/api`). Served by the host; no build step. Signed-in admins only: the
+// session cookie is HttpOnly, and every change carries the session's CSRF token.
+
+const BASE = location.pathname.replace(/\/[^/]*$/, ""); // <prefix>/comfyhost
+const API = `${BASE}/api`;
+const state = { me: null, csrf: null, sources: [] };
+
+// ----- helpers --------------------------------------------------------------------------------
+
+function h(tag, attrs = {}, ...children) {
+  const e = document.createElement(tag);
+  for (const [k, v] of Object.entries(attrs)) {
+    if (v === undefined || v === null || v === false) continue;
+    if (k.startsWith("on")) e.addEventListener(k.slice(2), v);
+    else if (k === "text") e.textContent = v;
+    else e.setAttribute(k, v === true ? "" : v);
+  }
+  for (const c of children.flat()) {
+    if (c === null || c === undefined) continue;
+    e.append(c instanceof Node ? c : document.createTextNode(String(c)));
+  }
+  return e;
+}
+
+function toast(text, isError = false) {
+  const m = h("div", { class: `msg${isError ? " err" : ""}` }, text);
+  document.getElementById("toast").append(m);
+  setTimeout(() => m.remove(), isError ? 8000 : 4000);
+}
+
+class ApiError extends Error {
+  constructor(status, body) {
+    super(body?.error?.message ?? `HTTP ${status}`);
+    this.status = status;
+    this.body = body;
+  }
+}
+
+async function api(method, path, body, { form } = {}) {
+  const headers = {};
+  if (state.csrf && method !== "GET") headers["x-csrf-token"] = state.csrf;
+  let payload;
+  if (form) payload = form;
+  else if (body !== undefined) {
+    headers["content-type"] = "application/json";
+    payload = JSON.stringify(body);
+  }
+  const r = await fetch(`${API}${path}`, { method, headers, body: payload, credentials: "same-origin" });
+  const text = await r.text();
+  let data = null;
+  try { data = text ? JSON.parse(text) : null; } catch { data = text; }
+  if (r.status === 401 && path !== "/session") {
+    state.me = null;
+    showLogin("Your session ended; sign in again.");
+    throw new ApiError(r.status, data);
+  }
+  if (!r.ok) throw new ApiError(r.status, data);
+  return data;
+}
+
+function badge(s) {
+  return h("span", { class: `badge state-${String(s).toLowerCase()}` }, s);
+}
+
+function fmtMs(ms) {
+  if (ms === null || ms === undefined) return "—";
+  return new Date(ms).toLocaleString();
+}
+
+function dur(a, b) {
+  if (!a || !b) return "—";
+  const s = (b - a) / 1000;
+  return s < 60 ? `${s.toFixed(1)} s` : `${Math.floor(s / 60)} m ${Math.round(s % 60)} s`;
+}
+
+function closeSources() {
+  for (const s of state.sources) s.close();
+  state.sources = [];
+}
+
+function live(path, handlers) {
+  const src = new EventSource(`${API}${path}`, { withCredentials: true });
+  for (const [ev, fn] of Object.entries(handlers)) {
+    src.addEventListener(ev, (e) => {
+      try { fn(JSON.parse(e.data)); } catch (err) { console.warn("[dashboard] event", err); }
+    });
+  }
+  state.sources.push(src);
+  return src;
+}
+
+// ----- sign-in ----------------------------------------------------------------------------------
+
+function showLogin(message) {
+  closeSources();
+  document.getElementById("nav").hidden = true;
+  document.getElementById("whoami").textContent = "";
+  const err = h("p", { id: "login-error", class: "error-text" }, message ?? "");
+  const input = h("input", { id: "token", type: "password", autocomplete: "current-password", size: 40, placeholder: "admin token" });
+  const form = h("form", { id: "login", class: "panel login", onsubmit: async (e) => {
+    e.preventDefault();
+    err.textContent = "";
+    try {
+      const me = await api("POST", "/session", { token: input.value });
+      if (!me.is_admin) {
+        err.textContent = `Signed in as ${me.user}, who is not an admin: workshop users can use ComfyUI but not this dashboard.`;
+        return;
+      }
+      state.me = me;
+      state.csrf = me.csrf_token;
+      start();
+    } catch (e2) {
+      err.textContent = e2.message;
+    }
+  } },
+  h("h2", {}, "Sign in"),
+  h("p", { class: "muted" }, "Use the admin token printed when the host first started (or COMFYHOST_ADMIN_TOKEN)."),
+  h("label", { for: "token" }, "Admin token"), input, h("p", {}, h("button", { class: "primary", type: "submit" }, "Sign in")), err);
+  document.getElementById("main").replaceChildren(form);
+  input.focus();
+}
+
+async function start() {
+  document.getElementById("nav").hidden = false;
+  document.getElementById("whoami").replaceChildren(
+    `${state.me.user} `,
+    h("button", { id: "logout", onclick: async () => { await api("DELETE", "/session").catch(() => {}); state.me = null; state.csrf = null; showLogin(); } }, "Sign out"),
+  );
+  if (!location.hash) location.hash = "#plugins";
+  else route();
+}
+
+// ----- pages ------------------------------------------------------------------------------------
+
+const pages = { plugins, install, comfyui, gpu, jobs, backends, users, activity };
+
+async function route() {
+  if (!state.me) return;
+  closeSources();
+  const name = (location.hash || "#plugins").slice(1).split("/")[0];
+  const page = pages[name] ?? plugins;
+  for (const a of document.querySelectorAll("nav a")) a.classList.toggle("active", a.getAttribute("href") === `#${name}`);
+  const main = document.getElementById("main");
+  main.replaceChildren(h("p", { class: "muted" }, "Loading…"));
+  try {
+    await page(main);
+  } catch (e) {
+    if (e.status !== 401) main.replaceChildren(h("p", { class: "error-text" }, `Could not load: ${e.message}`));
+  }
+}
+
+window.addEventListener("hashchange", route);
+
+// Plugins -----------------------------------------------------------------------------------------
+
+async function plugins(main) {
+  const list = await api("GET", "/plugins");
+  const selected = decodeURIComponent(location.hash.split("/")[1] ?? "") || list[0]?.id;
+  const rows = list.map((p) => h("tr", { "data-plugin": p.id, class: p.id === selected ? "selected" : null },
+    h("td", {}, h("a", { href: `#plugins/${encodeURIComponent(p.id)}` }, p.id)),
+    h("td", {}, p.version || "—"),
+    h("td", { class: "mono", title: p.sha256 }, (p.sha256 || "").slice(0, 12)),
+    h("td", {}, p.hooks.join(", ")),
+    h("td", {}, badge(p.state.state), p.state.error ? h("div", { class: "error-text" }, p.state.error) : null),
+    h("td", {}, `${p.stats.calls} calls · ${p.stats.failures} failed`),
+    h("td", {}, p.stats.p50_us == null ? "—" : `p50 ${p.stats.p50_us} µs · p99 ${p.stats.p99_us} µs`),
+    h("td", {}, h("button", { class: "toggle", "data-plugin": p.id, onclick: () => toggle(p) }, p.enabled ? "Disable" : "Enable")),
+  ));
+  const detail = h("div", { id: "plugin-detail" });
+  main.replaceChildren(
+    h("h2", {}, "Plugins"),
+    h("div", { class: "panel" },
+      h("table", { id: "plugins-table" },
+        h("thead", {}, h("tr", {}, ["Plugin", "Version", "SHA-256", "Hook", "State", "Calls", "Latency", ""].map((t) => h("th", {}, t)))),
+        h("tbody", {}, rows)),
+      h("button", { onclick: async () => { const r = await api("POST", "/plugins/rescan"); toast(`Rescanned: ${r.loaded.length} loaded, ${r.removed.length} removed`); route(); } }, "Rescan drop-in directory")),
+    detail);
+  const p = list.find((x) => x.id === selected);
+  if (p) renderPlugin(detail, p);
+}
+
+async function toggle(p) {
+  try {
+    await api("POST", `/plugins/${encodeURIComponent(p.id)}/${p.enabled ? "disable" : "enable"}`);
+    toast(`${p.id} ${p.enabled ? "disabled" : "enabled"}`);
+  } catch (e) {
+    toast(`${p.id}: ${e.message}`, true);
+  }
+  route();
+}
+
+function capText(c) {
+  if (c.kind === "http") return `network: ${c.origin}`;
+  if (c.kind === "dir") return `directory: ${c.path} → ${c.guest} (${c.access})`;
+  if (c.kind === "secret") return `secret: ${c.name}`;
+  return JSON.stringify(c);
+}
+
+function isGranted(g, c) {
+  if (c.kind === "http") return g.http.includes(c.origin);
+  if (c.kind === "secret") return g.secrets.includes(c.name);
+  if (c.kind === "dir") return g.dirs.some((d) => d.path === c.path && d.guest === c.guest && d.access === c.access);
+  return false;
+}
+
+function withCap(g, c, on) {
+  const next = { http: [...g.http], dirs: [...g.dirs], secrets: [...g.secrets] };
+  if (c.kind === "http") next.http = on ? [...new Set([...next.http, c.origin])] : next.http.filter((o) => o !== c.origin);
+  if (c.kind === "secret") next.secrets = on ? [...new Set([...next.secrets, c.name])] : next.secrets.filter((n) => n !== c.name);
+  if (c.kind === "dir") {
+    next.dirs = next.dirs.filter((d) => !(d.path === c.path && d.guest === c.guest));
+    if (on) next.dirs.push({ path: c.path, guest: c.guest, access: c.access });
+  }
+  return next;
+}
+
+async function renderPlugin(box, p) {
+  const caps = p.requested.length === 0
+    ? h("p", { class: "muted" }, "Asks for no capabilities: no network, files or secrets.")
+    : h("table", { id: "capabilities" },
+      h("thead", {}, h("tr", {}, ["Requested", "Granted", ""].map((t) => h("th", {}, t)))),
+      h("tbody", {}, p.requested.map((c) => {
+        const granted = isGranted(p.granted, c);
+        return h("tr", { "data-capability": capText(c) },
+          h("td", {}, capText(c)),
+          h("td", {}, granted ? badge("granted") : badge("pending")),
+          h("td", {}, h("button", { class: granted ? "revoke danger" : "approve primary", onclick: async () => {
+            try {
+              await api("PUT", `/plugins/${encodeURIComponent(p.id)}/grants`, withCap(p.granted, c, !granted));
+              toast(`${granted ? "Revoked" : "Approved"} ${capText(c)}`);
+            } catch (e) { toast(e.message, true); }
+            route();
+          } }, granted ? "Revoke" : "Approve")));
+      })));
+  const breaker = p.breaker
+    ? h("p", {}, "Crash-loop breaker: ", p.breaker.tripped ? badge("tripped") : badge("ok"),
+      ` ${p.breaker.failures_in_window}/${p.breaker.max_failures} failures in ${p.breaker.window_ms / 1000} s`,
+      p.breaker.last_error ? h("div", { class: "error-text" }, p.breaker.last_error) : null)
+    : null;
+  const logs = h("pre", { id: "plugin-logs" }, "…");
+  box.replaceChildren(h("div", { class: "grid" },
+    h("div", { class: "panel" },
+      h("h3", {}, `${p.name || p.id} ${p.version}`),
+      h("p", { class: "muted" }, `priority ${p.priority} · ${p.dir}`),
+      p.previous_version ? h("p", {}, `Previous version ${p.previous_version} `, h("button", { onclick: async () => { await api("POST", `/plugins/${encodeURIComponent(p.id)}/rollback`).catch((e) => toast(e.message, true)); route(); } }, "Roll back")) : null,
+      p.last_error ? h("p", { class: "error-text" }, `Last error: ${p.last_error}`) : null,
+      breaker,
+      h("h4", {}, "Capabilities"), caps),
+    h("div", { class: "panel" }, h("h4", {}, "Configuration"), configForm(p))),
+    h("div", { class: "panel" }, h("h4", {}, "Logs"), logs));
+  try {
+    const recs = await api("GET", `/plugins/${encodeURIComponent(p.id)}/logs`);
+    logs.textContent = recs.length ? recs.map((r) => `${new Date(r.ts_ms).toLocaleTimeString()} ${r.level} ${r.prompt_id ? `[${r.prompt_id}] ` : ""}${r.message}`).join("\n") : "(no records)";
+  } catch (e) {
+    logs.textContent = e.message;
+  }
+}
+
+const SECRET_NAME = /(secret|password|token|api[_-]?key|credential)/i;
+
+function isSecret(name, schema) {
+  return schema?.format === "password" || schema?.writeOnly === true || SECRET_NAME.test(name);
+}
+
+// A form generated from the plugin's JSON Schema (top-level properties); nested values are
+// edited as JSON. The host validates again and its message is shown on refusal.
+function configForm(p) {
+  const schema = p.config_schema;
+  const config = p.config ?? {};
+  if (!schema || !schema.properties) return h("p", { class: "muted" }, "This plugin has no configuration.");
+  const fields = [];
+  const form = h("form", { id: "config-form", novalidate: true });
+  for (const [name, prop] of Object.entries(schema.properties)) {
+    const value = config[name] ?? prop.default;
+    const id = `cfg-${name}`;
+    let input;
+    const type = Array.isArray(prop.type) ? prop.type[0] : prop.type;
+    if (prop.enum) {
+      input = h("select", { id, name }, prop.enum.map((v) => h("option", { value: JSON.stringify(v), selected: JSON.stringify(v) === JSON.stringify(value) }, String(v))));
+      fields.push({ name, read: () => JSON.parse(input.value) });
+    } else if (type === "boolean") {
+      input = h("input", { id, name, type: "checkbox", checked: value === true });
+      fields.push({ name, read: () => input.checked });
+    } else if (type === "integer" || type === "number") {
+      input = h("input", { id, name, type: "number", step: type === "integer" ? "1" : "any", min: prop.minimum, max: prop.maximum, value: value ?? "" });
+      fields.push({ name, read: () => (input.value === "" ? undefined : Number(input.value)) });
+    } else if (type === "string") {
+      const secret = isSecret(name, prop);
+      input = h("input", { id, name, type: secret ? "password" : "text", value: value ?? "", pattern: prop.pattern, autocomplete: secret ? "new-password" : "off", size: 40 });
+      fields.push({ name, read: () => (input.value === "" && value === undefined ? undefined : input.value) });
+    } else {
+      input = h("textarea", { id, name }, JSON.stringify(value ?? (type === "array" ? [] : {}), null, 2));
+      fields.push({ name, read: () => JSON.parse(input.value) });
+    }
+    form.append(h("label", { for: id }, name, prop.description ? h("span", { class: "muted" }, ` — ${prop.description}`) : null), input);
+  }
+  const errors = h("div", { id: "config-errors", class: "field-error" });
+  form.append(h("p", {}, h("button", { class: "primary", type: "submit" }, "Save configuration")), errors);
+  form.addEventListener("submit", async (e) => {
+    e.preventDefault();
+    errors.textContent = "";
+    const next = {};
+    try {
+      for (const f of fields) {
+        const v = f.read();
+        if (v !== undefined) next[f.name] = v;
+      }
+    } catch (err) {
+      errors.textContent = `Not valid JSON: ${err.message}`;
+      return;
+    }
+    try {
+      await api("PUT", `/plugins/${encodeURIComponent(p.id)}/config`, next);
+      toast(`Configuration of ${p.id} saved`);
+      route();
+    } catch (err) {
+      errors.textContent = err.message;
+    }
+  });
+  return form;
+}
+
+// Install -----------------------------------------------------------------------------------------
+
+async function install(main) {
+  const out = h("div", { id: "install-result" });
+  const form = h("form", { id: "install-form", class: "panel", onsubmit: async (e) => {
+    e.preventDefault();
+    out.textContent = "Installing (compiling the component)…";
+    try {
+      const info = await api("POST", "/plugins", undefined, { form: new FormData(form) });
+      out.replaceChildren(h("p", {}, `Installed ${info.id} ${info.version}: `, badge(info.state.state)),
+        info.state.state === "needs_approval" ? h("p", {}, "It asks for capabilities; approve them on ", h("a", { href: `#plugins/${encodeURIComponent(info.id)}` }, "its page"), ".") : null);
+    } catch (err) {
+      out.replaceChildren(h("p", { class: "error-text" }, err.message));
+    }
+  } },
+  h("label", { for: "manifest" }, "plugin.toml"), h("input", { id: "manifest", name: "manifest", type: "file", accept: ".toml", required: true }),
+  h("label", { for: "wasm" }, "Component (.wasm)"), h("input", { id: "wasm", name: "wasm", type: "file", accept: ".wasm", required: true }),
+  h("label", { for: "schema" }, "Config schema (optional)"), h("input", { id: "schema", name: "schema", type: "file", accept: ".json" }),
+  h("p", {}, h("button", { class: "primary", type: "submit" }, "Install")));
+  main.replaceChildren(h("h2", {}, "Install a plugin"), h("p", { class: "muted" },
+    "An update that asks for more capabilities than were granted stays disabled until you approve them."), form, out);
+}
+
+// ComfyUI -----------------------------------------------------------------------------------------
+
+async function comfyui(main) {
+  const st = await api("GET", "/comfyui");
+  const stateEl = h("span", { id: "comfy-state" }, badge(st.state));
+  const detail = h("div", { id: "comfy-detail" });
+  const logs = h("pre", { id: "comfy-logs" });
+  const showStatus = (s) => {
+    stateEl.replaceChildren(badge(s.state));
+    detail.replaceChildren(
+      h("p", {}, `pid ${s.pid ?? "—"} · restarts ${s.restarts ?? 0}`, s.reason ? h("div", { class: "error-text" }, s.reason) : null),
+      h("label", {}, "Command line"), h("pre", { id: "comfy-cmd" }, (s.command_line ?? []).join(" ")));
+  };
+  showStatus(st);
+  const op = (what) => h("button", { class: what === "stop" ? "danger" : "", id: `comfy-${what}`, onclick: async () => {
+    const r = await api("POST", `/comfyui/${what}`);
+    toast(`${what} requested (operation ${r.op_id})`);
+  } }, what[0].toUpperCase() + what.slice(1));
+  main.replaceChildren(h("h2", {}, "ComfyUI ", stateEl),
+    h("div", { class: "panel" }, op("start"), " ", op("restart"), " ", op("stop"), detail),
+    h("div", { class: "panel" }, h("h4", {}, "Log (live)"), logs));
+  const page = await api("GET", "/comfyui/logs?limit=200");
+  const lines = (page.lines ?? page.entries ?? []).map((l) => l.line ?? l.text ?? JSON.stringify(l));
+  logs.textContent = lines.join("\n");
+  logs.scrollTop = logs.scrollHeight;
+  live("/comfyui/events", {
+    supervisor: async () => showStatus(await api("GET", "/comfyui")),
+    log: (l) => {
+      logs.textContent += `\n${l.line ?? l.text ?? JSON.stringify(l)}`;
+      logs.scrollTop = logs.scrollHeight;
+    },
+  });
+}
+
+// GPU ---------------------------------------------------------------------------------------------
+
+async function gpu(main) {
+  const [r, over] = await Promise.all([api("GET", "/gpu"), api("GET", "/gpu/override")]);
+  if (r.detected === false) {
+    main.replaceChildren(h("h2", {}, "GPU and attention"), h("p", { class: "muted" }, r.reason));
+    return;
+  }
+  const inv = r.inventory;
+  const d = r.decision;
+  const choices = ["auto", "sage", "flash", "xformers", "pytorch", "split", "quad", "cpu"];
+  const current = over.attention === "auto" ? "auto" : over.attention?.force ?? "auto";
+  const sel = h("select", { id: "attention" }, choices.map((c) => h("option", { value: c, selected: c === current }, c)));
+  const extra = h("input", { id: "extra-flags", value: (over.extra_flags ?? []).join(" "), size: 40 });
+  const allow = h("input", { id: "allow-incompatible", type: "checkbox", checked: over.allow_incompatible === true });
+  const result = h("div", { id: "override-result" });
+  const save = async (restart) => {
+    const body = { attention: sel.value === "auto" ? "auto" : { force: sel.value }, extra_flags: extra.value.split(/\s+/).filter(Boolean), allow_incompatible: allow.checked, restart };
+    try {
+      const res = await api("PUT", "/gpu/override", body);
+      result.replaceChildren(h("p", {}, `Saved: flags ${res.decision.flags.join(" ") || "(none)"}; applies ${res.applies}.`));
+      toast("Attention override saved");
+    } catch (e) {
+      result.replaceChildren(h("p", { class: "error-text" }, e.message));
+    }
+  };
+  main.replaceChildren(h("h2", {}, "GPU and attention"),
+    h("div", { class: "grid" },
+      h("div", { class: "panel" }, h("h4", {}, "Inventory"),
+        inv.gpus.length === 0 ? h("p", { class: "muted" }, inv.error ?? "No GPU: CPU mode") :
+          h("table", { id: "gpus" }, h("thead", {}, h("tr", {}, ["#", "Name", "SM", "VRAM", "MIG"].map((t) => h("th", {}, t)))),
+            h("tbody", {}, inv.gpus.map((g) => h("tr", {}, h("td", {}, g.index), h("td", {}, g.name), h("td", {}, g.sm ? `${g.sm.major}.${g.sm.minor}` : "—"),
+              h("td", {}, g.vram_total_mib ? `${(g.vram_total_mib / 1024).toFixed(1)} GiB` : "—"), h("td", {}, g.mig_mode))))),
+        h("p", { class: "muted" }, `driver ${inv.driver_version ?? "—"} · CUDA ${inv.cuda_driver_version ? `${inv.cuda_driver_version.major}.${inv.cuda_driver_version.minor}` : "—"} · source ${inv.source}`),
+        r.probe_error ? h("p", { class: "muted" }, `Python environment: ${r.probe_error}`) : null),
+      h("div", { class: "panel" }, h("h4", {}, "Decision"),
+        h("p", { id: "decision" }, badge(d.choice), " flags ", h("code", {}, d.flags.join(" ") || "(none)")),
+        d.refusal ? h("p", { class: "error-text" }, d.refusal) : null,
+        h("ul", { id: "reasons" }, d.reasons.map((x) => h("li", {}, x))),
+        d.warnings?.length ? h("ul", { class: "error-text" }, d.warnings.map((x) => h("li", {}, x))) : null,
+        r.confirmation ? h("p", { id: "confirmation", class: "muted" }, `ComfyUI's log: ${r.confirmation.status}${r.confirmation.detail ? ` — ${r.confirmation.detail}` : ""}`) : null)),
+    h("div", { class: "panel" }, h("h4", {}, "Override"),
+      h("label", { for: "attention" }, "Attention"), sel,
+      h("label", { for: "extra-flags" }, "Extra ComfyUI flags (checked against main.py --help)"), extra,
+      h("label", {}, allow, " Start even when the compatibility checks refuse"),
+      h("p", {}, h("button", { id: "override-save", onclick: () => save(false) }, "Save"), " ", h("button", { class: "primary", id: "override-apply", onclick: () => save(true) }, "Save and restart ComfyUI")),
+      result));
+}
+
+// Jobs --------------------------------------------------------------------------------------------
+
+async function jobs(main) {
+  const tbody = h("tbody");
+  const fill = async () => {
+    const list = await api("GET", "/jobs?limit=200");
+    tbody.replaceChildren(...list.map((j) => {
+      let err = "";
+      try { const e = j.error_json ? JSON.parse(j.error_json) : null; err = e ? (e.message ?? e.type ?? JSON.stringify(e)) : ""; } catch { err = j.error_json; }
+      return h("tr", { "data-job": j.prompt_id },
+        h("td", { class: "mono" }, j.prompt_id.slice(0, 8)), h("td", {}, j.user_id ?? "—"),
+        h("td", {}, `${j.route ?? "—"}${j.backend && j.backend !== "local" ? ` (${j.backend})` : ""}`),
+        h("td", {}, badge(j.status)), h("td", {}, fmtMs(j.submitted_ms)),
+        h("td", {}, dur(j.submitted_ms, j.started_ms)), h("td", {}, dur(j.started_ms ?? j.submitted_ms, j.finished_ms)),
+        h("td", { class: "error-text" }, err));
+    }));
+  };
+  await fill();
+  main.replaceChildren(h("h2", {}, "Jobs"), h("div", { class: "panel" }, h("table", { id: "jobs-table" },
+    h("thead", {}, h("tr", {}, ["Prompt", "User", "Route", "Status", "Submitted", "Waited", "Ran", "Error"].map((t) => h("th", {}, t)))), tbody)));
+  live("/jobs/events", { job: () => fill().catch(() => {}) });
+}
+
+// Backends ----------------------------------------------------------------------------------------
+
+async function backends(main) {
+  const list = await api("GET", "/backends");
+  main.replaceChildren(h("h2", {}, "Remote backends"), list.length === 0
+    ? h("p", { class: "muted" }, "None configured (--backends FILE): every prompt runs on this machine.")
+    : h("div", { class: "panel" }, h("table", { id: "backends-table" },
+      h("thead", {}, h("tr", {}, ["Name", "Kind", "Health", "Queue", "Last success", "Last error"].map((t) => h("th", {}, t)))),
+      h("tbody", {}, list.map((b) => h("tr", {}, h("td", {}, b.status.name), h("td", {}, b.status.kind),
+        h("td", {}, badge(b.status.healthy ? "ready" : "failed")), h("td", {}, `${b.status.queue_running} running · ${b.status.queue_pending} pending`),
+        h("td", {}, fmtMs(b.last_ok_ms)), h("td", { class: "error-text" }, b.last_error ?? "")))))));
+}
+
+// Users -------------------------------------------------------------------------------------------
+
+async function users(main) {
+  const list = await api("GET", "/users");
+  const idInput = h("input", { id: "new-user", placeholder: "user id, e.g. student-07" });
+  const admin = h("input", { id: "new-user-admin", type: "checkbox" });
+  const out = h("div", { id: "new-user-token" });
+  main.replaceChildren(h("h2", {}, "Workshop users"),
+    h("p", { class: "muted" }, "Users sign in to the ComfyUI page with their token; they can queue prompts but not change the host."),
+    h("div", { class: "panel" }, h("table", { id: "users-table" },
+      h("thead", {}, h("tr", {}, ["User", "Admin", "Created", ""].map((t) => h("th", {}, t)))),
+      h("tbody", {}, list.map((u) => h("tr", {}, h("td", {}, u.id), h("td", {}, u.is_admin ? "yes" : "no"), h("td", {}, fmtMs(u.created_ms)),
+        h("td", {}, h("button", { class: "danger", onclick: async () => { await api("DELETE", `/users/${encodeURIComponent(u.id)}`).catch((e) => toast(e.message, true)); route(); } }, "Delete"))))))),
+    h("form", { class: "panel", onsubmit: async (e) => {
+      e.preventDefault();
+      try {
+        const r = await api("POST", "/users", { id: idInput.value.trim(), is_admin: admin.checked });
+        out.replaceChildren(h("p", {}, `Token for ${r.id} (shown once): `, h("code", {}, r.token)));
+      } catch (err) {
+        out.replaceChildren(h("p", { class: "error-text" }, err.message));
+      }
+    } }, h("label", { for: "new-user" }, "New user"), idInput, " ", h("label", {}, admin, " admin"), h("p", {}, h("button", { class: "primary", type: "submit" }, "Create")), out));
+}
+
+// Activity ----------------------------------------------------------------------------------------
+
+async function activity(main) {
+  const list = await api("GET", "/activity?limit=300");
+  main.replaceChildren(h("h2", {}, "Activity"), h("div", { class: "panel" }, h("table", { id: "activity-table" },
+    h("thead", {}, h("tr", {}, ["When", "Who", "What", "Target", "Detail"].map((t) => h("th", {}, t)))),
+    h("tbody", {}, list.map((a) => h("tr", {}, h("td", {}, fmtMs(a.ts_ms)), h("td", {}, a.actor), h("td", {}, a.action), h("td", {}, a.target),
+      h("td", { class: "mono" }, JSON.stringify(a.detail))))))));
+}
+
+// ----- boot -------------------------------------------------------------------------------------
+
+(async () => {
+  try {
+    const me = await api("GET", "/session");
+    if (me.is_admin && me.csrf_token) {
+      state.me = me;
+      state.csrf = me.csrf_token;
+      start();
+      return;
+    }
+    showLogin(me.is_admin ? undefined : `Signed in as ${me.user}, who is not an admin.`);
+  } catch {
+    showLogin();
+  }
+})();

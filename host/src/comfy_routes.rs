@@ -1,0 +1,265 @@
+//! ComfyUI endpoints the host answers in part itself, so jobs it runs elsewhere look local:
+//! `GET /queue` and `GET /history[/{id}]` include remote jobs, `GET /view` serves their outputs,
+//! `POST /interrupt` and `POST /queue {delete}` reach the backend that runs them. Everything
+//! else, and every request about local jobs, goes through the proxy unchanged. Each path is
+//! also served under ComfyUI's `/api` alias.
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use http::{HeaderValue, StatusCode, header};
+use serde_json::{Map, Value, json};
+use tower::ServiceExt;
+
+use crate::overlay::OverlayDriver;
+use crate::remote::RemoteRunner;
+use crate::remote::outputs::OutputCache;
+use crate::remote::views;
+
+/// Largest request body these handlers read (interrupt / queue / history commands).
+const COMMAND_LIMIT: usize = 1 << 20;
+
+#[derive(Clone)]
+struct Overlay {
+    remote: RemoteRunner,
+    status: OverlayDriver,
+    proxy: Router,
+}
+
+/// Routes for `prefix` (`""` or `/comfy`); merge before the proxy fallback.
+pub fn router(prefix: &str, remote: RemoteRunner, status: OverlayDriver, proxy: Router) -> Router {
+    let state = Overlay {
+        remote,
+        status,
+        proxy,
+    };
+    let mut r = Router::new().route(
+        &format!("{prefix}{}", crate::overlay::SCRIPT_PATH),
+        get(overlay_script),
+    );
+    for base in [prefix.to_string(), format!("{prefix}/api")] {
+        r = r
+            .route(&format!("{base}/queue"), get(queue).post(queue_command))
+            .route(&format!("{base}/history"), get(history))
+            .route(&format!("{base}/history/{{prompt_id}}"), get(history_one))
+            .route(&format!("{base}/view"), get(view))
+            .route(&format!("{base}/interrupt"), post(interrupt))
+            .route(&format!("{base}/extensions"), get(extensions));
+    }
+    r.with_state(state)
+}
+
+async fn forward(o: &Overlay, req: Request) -> Response {
+    match o.proxy.clone().oneshot(req).await {
+        Ok(r) => r,
+        Err(never) => match never {},
+    }
+}
+
+/// Forwards and parses a JSON answer; `Err` carries the proxy's response unchanged.
+async fn forward_json(
+    o: &Overlay,
+    req: Request,
+) -> Result<(Value, http::response::Parts), Response> {
+    let resp = forward(o, req).await;
+    if !resp.status().is_success() {
+        return Err(resp);
+    }
+    let (parts, body) = resp.into_parts();
+    let bytes = match axum::body::to_bytes(body, 64 << 20).await {
+        Ok(b) => b,
+        Err(e) => {
+            return Err((StatusCode::BAD_GATEWAY, format!("upstream body: {e}")).into_response());
+        }
+    };
+    match serde_json::from_slice(&bytes) {
+        Ok(v) => Ok((v, parts)),
+        Err(_) => Err(Response::from_parts(parts, Body::from(bytes))),
+    }
+}
+
+fn json_response(mut parts: http::response::Parts, v: &Value) -> Response {
+    parts.headers.remove(header::CONTENT_LENGTH);
+    parts.headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json; charset=utf-8"),
+    );
+    Response::from_parts(parts, Body::from(v.to_string()))
+}
+
+fn query_param(req: &Request, key: &str) -> Option<String> {
+    req.uri().query().and_then(|q| {
+        url::form_urlencoded::parse(q.as_bytes())
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.into_owned())
+    })
+}
+
+async fn queue(State(o): State<Overlay>, req: Request) -> Response {
+    let remote = o.remote.store_rows(true);
+    let (mut v, parts) = match forward_json(&o, req).await {
+        Ok(x) => x,
+        Err(resp) => return resp,
+    };
+    for row in remote {
+        let key = if row.state == "running" {
+            "queue_running"
+        } else {
+            "queue_pending"
+        };
+        if let Some(list) = v.get_mut(key).and_then(Value::as_array_mut) {
+            list.push(views::queue_item(&row));
+        }
+    }
+    json_response(parts, &v)
+}
+
+async fn history(State(o): State<Overlay>, req: Request) -> Response {
+    let max_items = query_param(&req, "max_items").and_then(|m| m.parse::<usize>().ok());
+    let (v, parts) = match forward_json(&o, req).await {
+        Ok(x) => x,
+        Err(resp) => return resp,
+    };
+    let mut merged: Vec<(f64, String, Value)> = Vec::new();
+    if let Value::Object(local) = v {
+        for (id, entry) in local {
+            let n = entry["prompt"][0].as_f64().unwrap_or(0.0);
+            merged.push((n, id, entry));
+        }
+    }
+    for row in o.remote.store_rows(false) {
+        if let Some(h) = row
+            .history_json
+            .as_deref()
+            .and_then(|h| serde_json::from_str(h).ok())
+        {
+            merged.push((row.number, row.prompt_id, h));
+        }
+    }
+    merged.sort_by(|a, b| a.0.total_cmp(&b.0));
+    if let Some(max) = max_items {
+        let skip = merged.len().saturating_sub(max);
+        merged.drain(..skip);
+    }
+    let map: Map<String, Value> = merged.into_iter().map(|(_, id, e)| (id, e)).collect();
+    json_response(parts, &Value::Object(map))
+}
+
+async fn history_one(
+    State(o): State<Overlay>,
+    axum::extract::Path(prompt_id): axum::extract::Path<String>,
+    req: Request,
+) -> Response {
+    match o.remote.history_entry(&prompt_id) {
+        Some(entry) => axum::Json(json!({ prompt_id: entry })).into_response(),
+        None => forward(&o, req).await,
+    }
+}
+
+async fn view(State(o): State<Overlay>, req: Request) -> Response {
+    let subfolder = query_param(&req, "subfolder").unwrap_or_default();
+    if !OutputCache::is_remote_subfolder(&subfolder) {
+        return forward(&o, req).await;
+    }
+    let filename = query_param(&req, "filename").unwrap_or_default();
+    let folder_type = query_param(&req, "type").unwrap_or_else(|| "output".into());
+    let Some(path) = o.remote.cache().lookup(&filename, &subfolder, &folder_type) else {
+        return (StatusCode::BAD_REQUEST, "invalid file reference").into_response();
+    };
+    match tokio::fs::read(&path).await {
+        Ok(bytes) => {
+            let mime = mime_for(&filename);
+            (
+                [
+                    (header::CONTENT_TYPE, mime),
+                    (header::CONTENT_DISPOSITION, "inline"),
+                ],
+                bytes,
+            )
+                .into_response()
+        }
+        Err(_) => StatusCode::NOT_FOUND.into_response(),
+    }
+}
+
+fn mime_for(name: &str) -> &'static str {
+    let ext = name.rsplit('.').next().unwrap_or("").to_ascii_lowercase();
+    match ext.as_str() {
+        "png" => "image/png",
+        "jpg" | "jpeg" => "image/jpeg",
+        "webp" => "image/webp",
+        "gif" => "image/gif",
+        "mp4" => "video/mp4",
+        "webm" => "video/webm",
+        "wav" => "audio/wav",
+        "mp3" => "audio/mpeg",
+        "flac" => "audio/flac",
+        "json" => "application/json",
+        _ => "application/octet-stream",
+    }
+}
+
+/// Splits a command request: reads its JSON body, and rebuilds the request to forward.
+async fn read_command(req: Request) -> Result<(Value, Request), Response> {
+    let (parts, body) = req.into_parts();
+    let bytes = axum::body::to_bytes(body, COMMAND_LIMIT)
+        .await
+        .map_err(|e| (StatusCode::PAYLOAD_TOO_LARGE, e.to_string()).into_response())?;
+    let v = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+    Ok((v, Request::from_parts(parts, Body::from(bytes))))
+}
+
+async fn interrupt(State(o): State<Overlay>, req: Request) -> Response {
+    let (cmd, req) = match read_command(req).await {
+        Ok(x) => x,
+        Err(r) => return r,
+    };
+    if let Some(id) = cmd.get("prompt_id").and_then(Value::as_str)
+        && o.remote.cancel(id).await
+    {
+        return StatusCode::OK.into_response();
+    }
+    forward(&o, req).await
+}
+
+async fn queue_command(State(o): State<Overlay>, req: Request) -> Response {
+    let (cmd, req) = match read_command(req).await {
+        Ok(x) => x,
+        Err(r) => return r,
+    };
+    if let Some(ids) = cmd.get("delete").and_then(Value::as_array) {
+        for id in ids.iter().filter_map(Value::as_str) {
+            o.remote.cancel(id).await;
+        }
+    }
+    forward(&o, req).await
+}
+
+async fn overlay_script() -> Response {
+    (
+        [
+            (header::CONTENT_TYPE, "text/javascript; charset=utf-8"),
+            (header::CACHE_CONTROL, "no-cache"),
+        ],
+        crate::overlay::SCRIPT,
+    )
+        .into_response()
+}
+
+/// ComfyUI's list of extension scripts, plus the host's overlay while it is enabled (so
+/// disabling the plugin removes the banner on the next page load).
+async fn extensions(State(o): State<Overlay>, req: Request) -> Response {
+    if !o.status.enabled() {
+        return forward(&o, req).await;
+    }
+    let (mut v, parts) = match forward_json(&o, req).await {
+        Ok(x) => x,
+        Err(resp) => return resp,
+    };
+    if let Some(list) = v.as_array_mut() {
+        list.push(json!(crate::overlay::SCRIPT_PATH));
+    }
+    json_response(parts, &v)
+}

@@ -1,0 +1,229 @@
+//! Browser end-to-end for the admin dashboard in headless Chromium, against the real
+//! `comfyhost` binary: sign in, toggle a plugin and see the effect on the proxied ComfyUI,
+//! approve a capability, change a config and see it validated, restart ComfyUI and watch its
+//! state change; a screenshot of every page is kept under `target/test-artifacts/`.
+
+mod support;
+
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use support::browser::{self, Browser};
+use support::wasm::{build_component, workspace_root};
+use support::{ADMIN_TOKEN, Host, empty_image_workflow};
+
+/// The template plugin (a node-limit router) twice: as itself, and under another id with a
+/// manifest that asks for a network capability (so it waits for approval).
+fn plugins(root: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let wasm = build_component("comfyhost-plugin-template");
+    let src = workspace_root().join("sdk/template");
+    let manifest = std::fs::read_to_string(src.join("plugin.toml")).expect("manifest");
+    let mut dirs = Vec::new();
+    for (id, extra) in [
+        ("node-limit", ""),
+        (
+            "needs-net",
+            "\n[capabilities]\nhttp = [\"http://127.0.0.1:9\"]\n",
+        ),
+    ] {
+        let dir = root.join(id);
+        std::fs::create_dir_all(&dir).expect("mkdir");
+        let m = manifest.replace("id = \"node-limit\"", &format!("id = \"{id}\""));
+        let m = m.replace("[budget]", &format!("{extra}\n[budget]"));
+        std::fs::write(dir.join("plugin.toml"), m).expect("manifest");
+        std::fs::copy(
+            src.join("config.schema.json"),
+            dir.join("config.schema.json"),
+        )
+        .expect("schema");
+        std::fs::copy(&wasm, dir.join("comfyhost_plugin_template.wasm")).expect("wasm");
+        dirs.push(dir);
+    }
+    dirs
+}
+
+async fn submit(host: &Host) -> u16 {
+    Host::client()
+        .post(host.url("/prompt"))
+        .json(&json!({"prompt": empty_image_workflow("dash"), "client_id": "dash"}))
+        .send()
+        .await
+        .expect("submit")
+        .status()
+        .as_u16()
+}
+
+async fn open(b: &mut Browser, host: &Host, page: &str, ready: &str) {
+    b.navigate(&host.url(&format!("/comfyhost/#{page}"))).await;
+    b.wait_for(page, ready, Duration::from_secs(20)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_admin_runs_the_workshop_from_the_dashboard() {
+    let Some(pre) = browser::prereqs() else {
+        return;
+    };
+    let tmp = tempfile::tempdir().expect("tmp");
+    let mut builder = Host::builder()
+        .arg("--comfyui-arg")
+        .arg("--sim-node-delay-ms 50");
+    for d in plugins(tmp.path()) {
+        builder = builder.plugin_dir(d);
+    }
+    let host = builder.start().await;
+    let mut b = Browser::launch(&pre.chromium).await;
+
+    // Sign in.
+    b.navigate(&host.url("/comfyhost/")).await;
+    b.wait_for(
+        "the sign-in form",
+        "!!document.getElementById('login')",
+        Duration::from_secs(20),
+    )
+    .await;
+    b.screenshot("dashboard-login.png").await;
+    b.eval("document.getElementById('token').value = 'wrong-token'; document.getElementById('login').requestSubmit(); true").await;
+    b.wait_for(
+        "a refusal",
+        "document.getElementById('login-error')?.innerText.includes('unknown token')",
+        Duration::from_secs(10),
+    )
+    .await;
+    b.eval(&format!("document.getElementById('token').value = '{ADMIN_TOKEN}'; document.getElementById('login').requestSubmit(); true")).await;
+    b.wait_for(
+        "the plugins table",
+        "!!document.querySelector('#plugins-table tr[data-plugin=\"node-limit\"]')",
+        Duration::from_secs(20),
+    )
+    .await;
+    b.screenshot("dashboard-plugins.png").await;
+
+    // Config: refused when invalid (the schema says minimum 1), then saved; the limit bites.
+    open(
+        &mut b,
+        &host,
+        "plugins/node-limit",
+        "!!document.getElementById('cfg-max_nodes')",
+    )
+    .await;
+    b.eval("document.getElementById('cfg-max_nodes').value = '0'; document.getElementById('config-form').requestSubmit(); true").await;
+    let err = b
+        .wait_for(
+            "a validation error",
+            "document.getElementById('config-errors')?.innerText",
+            Duration::from_secs(10),
+        )
+        .await;
+    assert!(
+        err.as_str()
+            .unwrap_or("")
+            .to_lowercase()
+            .contains("max_nodes")
+            || err.as_str().unwrap_or("").contains("minimum"),
+        "{err}"
+    );
+    b.screenshot("dashboard-config-invalid.png").await;
+    assert_eq!(submit(&host).await, 200, "2 nodes pass the default limit");
+    b.eval("document.getElementById('cfg-max_nodes').value = '1'; document.getElementById('config-form').requestSubmit(); true").await;
+    b.wait_for("the saved config", "document.getElementById('cfg-max_nodes')?.value === '1' && !document.getElementById('config-errors')?.innerText", Duration::from_secs(10)).await;
+    assert_eq!(
+        submit(&host).await,
+        400,
+        "the new limit rejects a 2-node workflow"
+    );
+
+    // Toggle off in the dashboard: the proxied ComfyUI accepts the prompt again.
+    b.eval("document.querySelector('button.toggle[data-plugin=\"node-limit\"]').click(); true")
+        .await;
+    b.wait_for(
+        "the disabled state",
+        "document.querySelector('tr[data-plugin=\"node-limit\"]')?.innerText.includes('disabled')",
+        Duration::from_secs(10),
+    )
+    .await;
+    assert_eq!(submit(&host).await, 200);
+    let info = host.admin_get("/comfyhost/api/plugins/node-limit").await;
+    assert_eq!(info["enabled"], false);
+
+    // Approve the capability the other plugin asks for.
+    open(
+        &mut b,
+        &host,
+        "plugins/needs-net",
+        "!!document.querySelector('#capabilities button.approve')",
+    )
+    .await;
+    assert_eq!(
+        host.admin_get("/comfyhost/api/plugins/needs-net").await["state"]["state"],
+        "needs_approval"
+    );
+    b.screenshot("dashboard-capability-pending.png").await;
+    b.eval("document.querySelector('#capabilities button.approve').click(); true")
+        .await;
+    b.wait_for(
+        "the granted capability",
+        "!!document.querySelector('#capabilities button.revoke')",
+        Duration::from_secs(10),
+    )
+    .await;
+    let info: Value = host.admin_get("/comfyhost/api/plugins/needs-net").await;
+    assert_eq!(info["granted"]["http"], json!(["http://127.0.0.1:9"]));
+    assert_eq!(info["state"]["state"], "enabled");
+
+    // Restart ComfyUI and watch the state change live.
+    open(
+        &mut b,
+        &host,
+        "comfyui",
+        "document.getElementById('comfy-state')?.innerText === 'ready'",
+    )
+    .await;
+    b.screenshot("dashboard-comfyui.png").await;
+    b.eval("document.getElementById('comfy-restart').click(); true")
+        .await;
+    b.wait_for(
+        "ComfyUI leaving ready",
+        "document.getElementById('comfy-state')?.innerText !== 'ready'",
+        Duration::from_secs(20),
+    )
+    .await;
+    b.wait_for(
+        "ComfyUI ready again",
+        "document.getElementById('comfy-state')?.innerText === 'ready'",
+        Duration::from_secs(60),
+    )
+    .await;
+    b.wait_for(
+        "the log tail",
+        "document.getElementById('comfy-logs')?.innerText.length > 0",
+        Duration::from_secs(10),
+    )
+    .await;
+
+    // Every other page renders.
+    for (page, ready) in [
+        (
+            "gpu",
+            "!!document.getElementById('decision') || document.querySelector('main')?.innerText.includes('GPU')",
+        ),
+        (
+            "jobs",
+            "document.querySelectorAll('#jobs-table tbody tr').length >= 3",
+        ),
+        ("install", "!!document.getElementById('install-form')"),
+        ("users", "!!document.getElementById('users-table')"),
+        (
+            "backends",
+            "document.querySelector('main h2')?.innerText === 'Remote backends'",
+        ),
+        (
+            "activity",
+            "document.querySelector('#activity-table')?.innerText.includes('comfyui.restart')",
+        ),
+    ] {
+        open(&mut b, &host, page, ready).await;
+        b.screenshot(&format!("dashboard-{page}.png")).await;
+    }
+    let ours: Vec<&String> = b.errors.iter().filter(|e| !e.contains("favicon")).collect();
+    assert!(ours.is_empty(), "page errors: {ours:?}");
+}

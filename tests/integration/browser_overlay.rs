@@ -1,0 +1,154 @@
+//! Browser end-to-end: the real ComfyUI frontend (`comfyui-frontend-package`, served by the
+//! simulator) loaded through the real `comfyhost` binary in headless Chromium. Queues a
+//! workflow from the page, watches the status-overlay banner progress to completion and to a
+//! readable error, checks the admin view and that disabling the plugin removes the banner on
+//! the next page load. Screenshots are kept under `target/test-artifacts/`.
+
+mod support;
+
+use std::time::Duration;
+
+use serde_json::json;
+use support::browser::{self, Browser};
+use support::wasm::{build_component, workspace_root};
+use support::{ADMIN_TOKEN, Host, empty_image_workflow};
+
+const BANNER_TEXT: &str = "(document.getElementById('comfyhost-overlay')?.innerText || '')";
+
+fn overlay_plugin(root: &std::path::Path) -> std::path::PathBuf {
+    let wasm = build_component("status-overlay");
+    let dir = root.join("status-overlay");
+    std::fs::create_dir_all(&dir).expect("mkdir");
+    let src = workspace_root().join("plugins/status-overlay");
+    for f in ["plugin.toml", "config.schema.json"] {
+        std::fs::copy(src.join(f), dir.join(f)).expect("copy");
+    }
+    std::fs::copy(&wasm, dir.join("status_overlay.wasm")).expect("copy wasm");
+    dir
+}
+
+async fn queue_from_page(b: &mut Browser, workflow: serde_json::Value) {
+    let expr = format!(
+        "(async () => {{ await window.app.loadApiJson({workflow}, 'e2e.json'); await window.app.queuePrompt(0, 1); return true; }})()"
+    );
+    b.eval(&expr).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_banner_follows_a_workflow_queued_in_the_real_frontend() {
+    let Some(pre) = browser::prereqs() else {
+        return;
+    };
+    let plugins = tempfile::tempdir().expect("tmp");
+    let host = Host::builder()
+        .plugin_dir(overlay_plugin(plugins.path()))
+        .arg("--comfyui-arg")
+        .arg(format!(
+            "--front-end-root {} --sim-node-delay-ms 700",
+            pre.frontend.display()
+        ))
+        .start()
+        .await;
+    let mut b = Browser::launch(&pre.chromium).await;
+    // Sign in as the admin the way a page does (session cookie), then load ComfyUI.
+    b.navigate(&host.url("/comfyhost/api/health")).await;
+    let signed_in = b
+        .eval(&format!(
+            "fetch('/comfyhost/api/session', {{method: 'POST', headers: {{'content-type': 'application/json'}}, body: JSON.stringify({{token: '{ADMIN_TOKEN}'}})}}).then(r => r.status)"
+        ))
+        .await;
+    assert_eq!(signed_in, json!(200));
+    b.navigate(&host.url("/")).await;
+    b.wait_for(
+        "the ComfyUI app",
+        "!!(window.app && window.app.graph)",
+        Duration::from_secs(60),
+    )
+    .await;
+    b.wait_for(
+        "the overlay script",
+        "!!window.__comfyhostOverlay",
+        Duration::from_secs(20),
+    )
+    .await;
+
+    queue_from_page(&mut b, empty_image_workflow("e2e")).await;
+    let running = b
+        .wait_for(
+            "a running banner",
+            &format!("{BANNER_TEXT}.includes('Running') && {BANNER_TEXT}"),
+            Duration::from_secs(30),
+        )
+        .await;
+    assert!(
+        running.as_str().unwrap_or("").contains("nodes"),
+        "{running}"
+    );
+    b.screenshot("overlay-running.png").await;
+    let done = b
+        .wait_for(
+            "a finished banner",
+            &format!("{BANNER_TEXT}.includes('Done in') && {BANNER_TEXT}"),
+            Duration::from_secs(30),
+        )
+        .await;
+    println!("banner: {done}");
+    b.screenshot("overlay-done.png").await;
+
+    // Admin view: ids and backend.
+    b.eval("document.querySelector('.comfyhost-overlay-mode')?.click(); true")
+        .await;
+    let admin = b
+        .wait_for(
+            "admin detail",
+            "document.querySelector('.comfyhost-overlay-admin')?.innerText",
+            Duration::from_secs(10),
+        )
+        .await;
+    assert!(
+        admin.as_str().unwrap_or("").contains("backend local"),
+        "{admin}"
+    );
+    b.screenshot("overlay-admin.png").await;
+
+    // A failing workflow: a readable error.
+    queue_from_page(&mut b, empty_image_workflow("../escape")).await;
+    let err = b
+        .wait_for(
+            "an error banner",
+            &format!("{BANNER_TEXT}.includes('failed') && {BANNER_TEXT}"),
+            Duration::from_secs(30),
+        )
+        .await;
+    assert!(
+        err.as_str().unwrap_or("").contains("SaveImage failed"),
+        "{err}"
+    );
+    b.screenshot("overlay-error.png").await;
+    let ours: Vec<&String> = b
+        .errors
+        .iter()
+        .filter(|e| e.contains("comfyhost"))
+        .collect();
+    assert!(ours.is_empty(), "overlay script errors: {ours:?}");
+
+    // Disabled in the host: gone on the next page load, and the page still works.
+    let r = host
+        .admin_post("/comfyhost/api/plugins/status-overlay/disable", json!({}))
+        .await;
+    assert!(r.status().is_success());
+    b.navigate(&host.url("/")).await;
+    b.wait_for(
+        "the ComfyUI app",
+        "!!(window.app && window.app.graph)",
+        Duration::from_secs(60),
+    )
+    .await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(b.eval("!!window.__comfyhostOverlay").await, json!(false));
+    assert_eq!(
+        b.eval("!!document.getElementById('comfyhost-overlay')")
+            .await,
+        json!(false)
+    );
+}
