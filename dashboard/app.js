@@ -133,7 +133,7 @@ async function start() {
 
 // ----- pages ------------------------------------------------------------------------------------
 
-const pages = { plugins, install, comfyui, gpu, jobs, backends, users, activity };
+const pages = { plugins, install, comfyui, gpu, jobs, backends, models, outputs, users, activity };
 
 async function route() {
   if (!state.me) return;
@@ -351,6 +351,17 @@ async function comfyui(main) {
   const stateEl = h("span", { id: "comfy-state" }, badge(st.state));
   const detail = h("div", { id: "comfy-detail" });
   const logs = h("pre", { id: "comfy-logs" });
+  // Operations and state changes as they happen (a restart of a fast ComfyUI takes well under
+  // a second; this list keeps every step visible).
+  const events = h("ol", { id: "comfy-events", class: "muted" });
+  const describe = (e) => {
+    const at = new Date(e.at_unix_ms ?? Date.now()).toLocaleTimeString();
+    if (e.type === "state_changed") return `${at} ${e.previous} → ${e.state}${e.reason ? ` (${e.reason})` : ""}`;
+    if (e.type === "op_started") return `${at} ${e.kind} requested (operation ${e.op})`;
+    if (e.type === "op_finished") return `${at} ${e.kind} ${e.ok ? "done" : "failed"}: ${e.message}`;
+    if (e.type === "spawned") return `${at} started pid ${e.pid}`;
+    return `${at} ${e.type}`;
+  };
   const showStatus = (s) => {
     stateEl.replaceChildren(badge(s.state));
     detail.replaceChildren(
@@ -363,14 +374,18 @@ async function comfyui(main) {
     toast(`${what} requested (operation ${r.op_id})`);
   } }, what[0].toUpperCase() + what.slice(1));
   main.replaceChildren(h("h2", {}, "ComfyUI ", stateEl),
-    h("div", { class: "panel" }, op("start"), " ", op("restart"), " ", op("stop"), detail),
+    h("div", { class: "panel" }, op("start"), " ", op("restart"), " ", op("stop"), detail, h("h4", {}, "Progress"), events),
     h("div", { class: "panel" }, h("h4", {}, "Log (live)"), logs));
   const page = await api("GET", "/comfyui/logs?limit=200");
   const lines = (page.lines ?? page.entries ?? []).map((l) => l.line ?? l.text ?? JSON.stringify(l));
   logs.textContent = lines.join("\n");
   logs.scrollTop = logs.scrollHeight;
   live("/comfyui/events", {
-    supervisor: async () => showStatus(await api("GET", "/comfyui")),
+    supervisor: async (e) => {
+      events.append(h("li", { "data-event": e.type, "data-state": e.state ?? "" }, describe(e)));
+      while (events.children.length > 50) events.firstChild.remove();
+      showStatus(await api("GET", "/comfyui"));
+    },
     log: (l) => {
       logs.textContent += `\n${l.line ?? l.text ?? JSON.stringify(l)}`;
       logs.scrollTop = logs.scrollHeight;
@@ -485,6 +500,102 @@ async function users(main) {
         out.replaceChildren(h("p", { class: "error-text" }, err.message));
       }
     } }, h("label", { for: "new-user" }, "New user"), idInput, " ", h("label", {}, admin, " admin"), h("p", {}, h("button", { class: "primary", type: "submit" }, "Create")), out));
+}
+
+// Models ------------------------------------------------------------------------------------------
+
+function fmtBytes(n) {
+  if (!n) return "0 B";
+  const u = ["B", "KB", "MB", "GB", "TB"];
+  const i = Math.min(u.length - 1, Math.floor(Math.log(n) / Math.log(1000)));
+  return `${(n / 1000 ** i).toFixed(i ? 1 : 0)} ${u[i]}`;
+}
+
+async function models(main) {
+  const wf = h("textarea", { id: "workflow-json", placeholder: "Paste a workflow (API or UI format, as saved by ComfyUI)" });
+  const file = h("input", { id: "workflow-file", type: "file", accept: ".json", onchange: async () => {
+    if (file.files[0]) wf.value = await file.files[0].text();
+  } });
+  const err = h("textarea", { id: "comfyui-error", placeholder: "Optional: ComfyUI's 400 answer (value_not_in_list) for it" });
+  const out = h("div", { id: "resolution" });
+  const downloads = h("div", { id: "downloads" });
+  const showDownloads = async () => {
+    const ops = await api("GET", "/models/downloads");
+    downloads.replaceChildren(ops.length === 0 ? h("p", { class: "muted" }, "No downloads yet.") :
+      h("table", { id: "downloads-table" }, h("thead", {}, h("tr", {}, ["Preset", "State", "Progress", "Rate", ""].map((t) => h("th", {}, t)))),
+        h("tbody", {}, ops.map((o) => {
+          const pct = o.bytes_total ? Math.floor((o.bytes_done * 100) / o.bytes_total) : 0;
+          const ctl = (what) => h("button", { onclick: async () => { await api("POST", `/models/downloads/${o.id}/${what}`).catch((e) => toast(e.message, true)); showDownloads(); } }, what);
+          return h("tr", { "data-download": o.id }, h("td", {}, o.preset_name || o.preset_id),
+            h("td", {}, badge(o.state), o.error ? h("div", { class: "error-text" }, o.error) : null),
+            h("td", {}, h("progress", { max: 100, value: pct }), ` ${pct}% of ${fmtBytes(o.bytes_total)}`),
+            h("td", {}, o.rate_bps ? `${fmtBytes(o.rate_bps)}/s` : "—"),
+            h("td", {}, o.state === "running" || o.state === "queued" ? ctl("pause") : null, o.state === "paused" ? ctl("resume") : null,
+              ["running", "queued", "paused"].includes(o.state) ? ctl("cancel") : null));
+        }))));
+    return ops.some((o) => ["running", "queued"].includes(o.state));
+  };
+  const poll = async () => {
+    if (!location.hash.startsWith("#models")) return;
+    try { if (await showDownloads()) setTimeout(poll, 1000); } catch { /* signed out */ }
+  };
+  const resolve = async (e) => {
+    e.preventDefault();
+    out.textContent = "Resolving…";
+    let body;
+    try {
+      body = { workflow: JSON.parse(wf.value) };
+      if (err.value.trim()) body.comfyui_error = JSON.parse(err.value);
+    } catch (x) {
+      out.replaceChildren(h("p", { class: "error-text" }, `Not valid JSON: ${x.message}`));
+      return;
+    }
+    try {
+      const r = await api("POST", "/models/resolve", body);
+      out.replaceChildren(
+        h("p", { id: "resolution-summary" }, r.summary),
+        h("table", {}, h("thead", {}, h("tr", {}, ["Model", "Folder", "Node", ""].map((t) => h("th", {}, t)))),
+          h("tbody", {}, r.required.map((m) => h("tr", {}, h("td", {}, m.name), h("td", {}, m.folder), h("td", {}, `${m.node_id} ${m.class_type}`),
+            h("td", {}, r.missing.some((x) => x.name === m.name && x.folder === m.folder) ? badge("missing") : badge("installed")))))),
+        ...r.presets.map((p) => h("p", { class: "preset" }, `Preset ${p.name} (${fmtBytes(p.total_bytes)}) provides ${p.provides.join(", ")} `,
+          h("button", { class: "primary install-preset", "data-preset": p.id, onclick: async () => {
+            try {
+              await api("POST", "/models/install", { preset_id: p.id, preset_name: p.name, files: p.files });
+              toast(`Installing ${p.name}`);
+              poll();
+            } catch (x) { toast(x.message, true); }
+          } }, "Install"))),
+        r.unmapped.length ? h("p", { class: "error-text" }, `No preset provides: ${r.unmapped.map((m) => m.name).join(", ")}`) : null);
+    } catch (x) {
+      out.replaceChildren(h("p", { class: "error-text" }, x.message));
+    }
+  };
+  main.replaceChildren(h("h2", {}, "Models"),
+    h("form", { id: "resolve-form", class: "panel", onsubmit: resolve }, h("label", { for: "workflow-json" }, "Workflow"), file, wf,
+      h("label", { for: "comfyui-error" }, "ComfyUI error"), err, h("p", {}, h("button", { class: "primary", type: "submit" }, "What does it need?"))),
+    h("div", { class: "panel" }, h("h4", {}, "Result"), out),
+    h("div", { class: "panel" }, h("h4", {}, "Downloads"), downloads));
+  await showDownloads();
+  poll();
+}
+
+// Outputs -----------------------------------------------------------------------------------------
+
+async function outputs(main) {
+  const o = await api("GET", "/outputs");
+  const b = o.backlog ?? {};
+  main.replaceChildren(h("h2", {}, "Output sync"),
+    h("div", { class: "panel", id: "outputs-backlog" },
+      h("p", {}, o.active ? badge("enabled") : badge("disabled"), ` output folder ${o.output_dir ?? "—"}`),
+      h("p", {}, `backlog: ${b.pending ?? 0} pending, ${b.retrying ?? 0} retrying${b.oldest_pending_ms ? ` (oldest ${fmtMs(b.oldest_pending_ms)})` : ""} · ${b.done ?? 0} synced · ${b.gone ?? 0} gone`),
+      o.held_until_ms ? h("p", { class: "error-text" }, `Paused after ${o.consecutive_failures} failures until ${fmtMs(o.held_until_ms)}`) : null,
+      h("p", { class: "muted" }, `last full pass ${fmtMs(o.last_full_pass_ms)}`)),
+    h("div", { class: "panel" }, h("table", { id: "outputs-table" },
+      h("thead", {}, h("tr", {}, ["Plugin", "Synced", "Skipped", "Retries", "Failures", "Last success", "Last error", "Output folder"].map((t) => h("th", {}, t)))),
+      h("tbody", {}, (o.plugins ?? []).map((p) => h("tr", {}, h("td", {}, p.plugin_id), h("td", {}, p.synced), h("td", {}, p.skipped), h("td", {}, p.retries), h("td", {}, p.failures),
+        h("td", {}, p.last_success_ms ? `${fmtMs(p.last_success_ms)} → ${p.last_synced_to ?? ""}` : "—"),
+        h("td", { class: "error-text" }, p.last_error ? `${p.last_error.type}: ${p.last_error.message}` : ""),
+        h("td", {}, p.output_mounted ? badge("granted") : badge("pending"))))))));
 }
 
 // Activity ----------------------------------------------------------------------------------------

@@ -8,17 +8,23 @@ cd "$(dirname "$0")/.."
 rustup target add wasm32-wasip2 >/dev/null
 DATA_DIR=${COMFYHOST_DATA_DIR:-.comfyhost}
 PLUGINS_DIR=${COMFYHOST_PLUGINS_DIR:-$DATA_DIR/plugins}
-if [ -d plugins ] && ls plugins/*/plugin.toml >/dev/null 2>&1; then
-  pkgs=""
-  for m in plugins/*/plugin.toml; do pkgs="$pkgs -p $(basename "$(dirname "$m")")"; done
-  # shellcheck disable=SC2086
-  cargo build --profile wasm-release --target wasm32-wasip2 $pkgs
-  for m in plugins/*/plugin.toml; do
-    dir=$(dirname "$m"); name=$(basename "$dir"); crate=${name//-/_}
-    mkdir -p "$PLUGINS_DIR/$name"
-    cp "$m" "$PLUGINS_DIR/$name/plugin.toml"
-    [ -f "$dir/config.schema.json" ] && cp "$dir/config.schema.json" "$PLUGINS_DIR/$name/"
-    cp "target/wasm32-wasip2/wasm-release/$crate.wasm" "$PLUGINS_DIR/$name/$crate.wasm"
-  done
-fi
-exec cargo run -p comfyhost -- run --data-dir "$DATA_DIR" --plugins-dir "$PLUGINS_DIR" "$@"
+# First-party plugins (every cdylib crate under plugins/), staged as drop-ins.
+bash docker/build-plugins.sh "$PLUGINS_DIR"
+
+# With the embedded simulator, serve the real ComfyUI web frontend (from PyPI) so the page at
+# http://127.0.0.1:8188 is the one users know. Skipped for a real ComfyUI (it has its own).
+extra=()
+case " $* " in
+  *" --comfyui-dir"* | *" --attach"*) ;;
+  *)
+    if [ -z "${COMFYHOST_COMFYUI_DIR:-}${COMFYHOST_ATTACH:-}" ]; then
+      python3 -m pip install --user --quiet --disable-pip-version-check comfyui-frontend-package==1.27.10 \
+        || echo "run.sh: could not install comfyui-frontend-package; the simulator serves a plain page" >&2
+      frontend=$(python3 -c 'import comfyui_frontend_package as f, os; print(os.path.join(os.path.dirname(f.__file__), "static"))' 2>/dev/null || true)
+      if [ -n "$frontend" ] && [ -f "$frontend/index.html" ]; then
+        extra=(--comfyui-arg "--front-end-root $frontend")
+      fi
+    fi
+    ;;
+esac
+exec cargo run -p comfyhost -- run --data-dir "$DATA_DIR" --plugins-dir "$PLUGINS_DIR" "${extra[@]}" "$@"

