@@ -108,7 +108,13 @@ pub struct RunArgs {
     pub prefix: Option<String>,
 
     /// Skip GPU detection and attention selection (ComfyUI gets no attention flags).
-    #[arg(long, env = "COMFYHOST_NO_GPU_DETECT")]
+    /// The variable takes `1`/`0`, `true`/`false`, `yes`/`no`, `on`/`off`.
+    #[arg(
+        long,
+        env = "COMFYHOST_NO_GPU_DETECT",
+        action = clap::ArgAction::SetTrue,
+        value_parser = clap::builder::BoolishValueParser::new()
+    )]
     pub no_gpu_detect: bool,
 
     /// Admin token for the host API. Without it one is generated at first start, printed once,
@@ -223,6 +229,23 @@ mod tests {
             Some("/comfy")
         );
         assert_eq!(parse(&["--prefix", "/"]).normalized_prefix(), None);
+    }
+
+    #[test]
+    fn no_gpu_detect_takes_boolish_env_values() {
+        for (v, want) in [
+            ("1", true),
+            ("true", true),
+            ("yes", true),
+            ("0", false),
+            ("off", false),
+        ] {
+            // SAFETY: only this test reads the variable, and it sets it before parsing.
+            unsafe { std::env::set_var("COMFYHOST_NO_GPU_DETECT", v) };
+            assert_eq!(parse(&[]).no_gpu_detect, want, "{v}");
+        }
+        unsafe { std::env::remove_var("COMFYHOST_NO_GPU_DETECT") };
+        assert!(parse(&["--no-gpu-detect"]).no_gpu_detect);
     }
 
     #[test]
