@@ -254,13 +254,33 @@ impl RunningHost {
     }
 
     async fn submit(&self, prefix: &str) {
-        let r = reqwest::Client::new()
+        self.submit_as(prefix, None).await;
+    }
+
+    /// Submits as the user whose token is given (anonymous otherwise).
+    async fn submit_as(&self, prefix: &str, token: Option<&str>) {
+        let mut req = reqwest::Client::new()
             .post(format!("{}/prompt", self.base))
-            .json(&json!({"prompt": empty_image_workflow(prefix), "client_id": "itest-outputs"}))
+            .json(&json!({"prompt": empty_image_workflow(prefix), "client_id": "itest-outputs"}));
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        let r = req.send().await.expect("submit");
+        assert_eq!(r.status(), 200, "{}", r.text().await.unwrap_or_default());
+    }
+
+    /// Creates a workshop user; returns their token.
+    async fn create_user(&self, id: &str) -> String {
+        let r = reqwest::Client::new()
+            .post(format!("{}/comfyhost/api/users", self.base))
+            .bearer_auth(ADMIN_TOKEN)
+            .json(&json!({"id": id}))
             .send()
             .await
-            .expect("submit");
-        assert_eq!(r.status(), 200, "{}", r.text().await.unwrap_or_default());
+            .expect("create user");
+        assert_eq!(r.status(), 201);
+        let v: Value = r.json().await.expect("json");
+        v["token"].as_str().expect("token").to_string()
     }
 
     fn kill(&mut self) {
@@ -422,15 +442,26 @@ async fn outputs_arrive_in_a_directory_target_once_per_user_layout() {
     let data = tempfile::tempdir().unwrap();
     let dest = tempfile::tempdir().unwrap();
     install_plugin(data.path(), None, Some(dest.path()));
-    let host = RunningHost::start(data.path(), &host_env(0)).await;
+    // Full passes only pick up files older than 30 s here, so every file's owner comes from
+    // its job's end (the submitter), as it does with the default of 60 s.
+    let mut env = host_env(0);
+    for (k, v) in &mut env {
+        if k == "COMFYHOST_OUTPUTS_FULL_PASS_MIN_AGE_S" {
+            *v = "30".into();
+        }
+    }
+    let host = RunningHost::start(data.path(), &env).await;
     approve(
         &host,
         json!({"min_age_ms": 0, "destinations": [{"name": "nas", "kind": "dir", "path": "/sync"}]}),
     )
     .await;
-    for i in 0..3 {
-        host.submit(&format!("dir{i}")).await;
-    }
+    // Two workshop users; each one's outputs land under their own id, never the other's.
+    let alice = host.create_user("alice").await;
+    let bob = host.create_user("bob").await;
+    host.submit_as("dir0", Some(&alice)).await;
+    host.submit_as("dir1", Some(&alice)).await;
+    host.submit_as("dir2", Some(&bob)).await;
     let synced = wait_for(
         "3 files in the directory target",
         Duration::from_secs(60),
@@ -443,10 +474,15 @@ async fn outputs_arrive_in_a_directory_target_once_per_user_layout() {
     let sources = files_under(&output_dir(data.path()));
     assert_eq!(sources.len(), 3, "{sources:?}");
     for rel in &synced {
-        // anonymous/<date>/<file>: jobs carry no user yet.
+        // <user>/<date>/<file>, the user from the submitter's token.
         let parts: Vec<&str> = rel.split('/').collect();
         assert_eq!(parts.len(), 3, "{rel}");
-        assert_eq!(parts[0], "anonymous");
+        let owner = if parts[2].starts_with("dir2") {
+            "bob"
+        } else {
+            "alice"
+        };
+        assert_eq!(parts[0], owner, "{rel} is in the wrong user's folder");
         assert_eq!(
             std::fs::read(dest.path().join(rel)).unwrap(),
             std::fs::read(output_dir(data.path()).join(parts[2])).unwrap(),
