@@ -10,7 +10,9 @@ use std::time::{Duration, Instant};
 
 use futures::StreamExt;
 use serde_json::{Value, json};
-use support::remote::{FakeRunpod, RemoteSim, RunpodBehaviour, backends_file, black_hole_comfyui};
+use support::remote::{
+    FakeRunpod, RemoteSim, RunpodBehaviour, backends_file, black_hole_comfyui, hollow_comfyui,
+};
 use support::wasm::{build_component, workspace_root};
 use support::{ADMIN_TOKEN, Host, empty_image_workflow};
 use tokio_tungstenite::tungstenite::Message;
@@ -899,4 +901,38 @@ async fn cancelling_a_serverless_job_during_its_cold_start_reaches_the_endpoint(
         "cancel reached the endpoint"
     );
     assert_eq!(job(&s.host, &pid).await["status"], "interrupted");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn success_without_outputs_is_a_failure() {
+    let (port, _task) = hollow_comfyui().await;
+    let toml = format!(
+        "[[comfyui]]\nname = \"hollow\"\nurl = \"http://127.0.0.1:{port}\"\n{FAST_TIMINGS}"
+    );
+    let s = start(&toml, json!({"rules": [{"route": "backend:hollow"}]}), &[]).await;
+    wait_backends_healthy(&s.host, &["hollow"]).await;
+    let mut ws = connect(&s.host, "c-hollow").await;
+    let (st, body) = submit(
+        &s.host,
+        empty_image_workflow("h"),
+        "c-hollow",
+        None,
+        json!({}),
+    )
+    .await;
+    assert_eq!(st, 200, "{body}");
+    let pid = body["prompt_id"].as_str().expect("id").to_string();
+    let msgs = until_done(&mut ws, &pid, Duration::from_secs(20)).await;
+    let t = types(&msgs);
+    assert!(!t.contains(&"execution_success".to_string()), "{t:?}");
+    let err = msgs
+        .iter()
+        .find(|m| m["type"] == "execution_error")
+        .expect("error");
+    assert_eq!(
+        err["data"]["exception_type"], "comfyhost.NoOutputs",
+        "{err:#}"
+    );
+    let j = job(&s.host, &pid).await;
+    assert_eq!(j["status"], "failed");
 }

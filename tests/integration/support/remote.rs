@@ -433,6 +433,45 @@ pub async fn black_hole_comfyui() -> (u16, tokio::task::JoinHandle<()>) {
     (port, task)
 }
 
+/// A "ComfyUI" that accepts every prompt and reports it a success with no outputs at all, as
+/// a misconfigured backend (outputs to a node the host cannot see) would.
+pub async fn hollow_comfyui() -> (u16, tokio::task::JoinHandle<()>) {
+    use axum::extract::Path;
+    use axum::routing::{get, post};
+    use axum::{Json, Router};
+    let app = Router::new()
+        .route(
+            "/prompt",
+            post(|Json(b): Json<Value>| async move {
+                Json(json!({"prompt_id": b["prompt_id"], "number": 0, "node_errors": {}}))
+            }),
+        )
+        .route(
+            "/queue",
+            get(|| async { Json(json!({"queue_running": [], "queue_pending": []})) }),
+        )
+        .route(
+            "/history/{id}",
+            get(|Path(id): Path<String>| async move {
+                Json(json!({ id: {
+                    "prompt": [0, "", {}, {}, []],
+                    "outputs": {},
+                    "status": {"status_str": "success", "completed": true, "messages": []},
+                    "meta": {}
+                }}))
+            }),
+        )
+        .route("/ws", get(|| async { axum::http::StatusCode::NOT_FOUND }));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    let task = tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    (port, task)
+}
+
 /// Writes a backends file and returns its path (inside `dir`).
 pub fn backends_file(dir: &std::path::Path, toml: &str) -> PathBuf {
     let p = dir.join("backends.toml");
