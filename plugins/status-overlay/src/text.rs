@@ -99,6 +99,20 @@ pub fn update(config: &Config, job: &JobContext, event: &ExecutionEvent) -> Opti
     let fraction =
         |extra: f32| Some(((job.nodes_done as f32 + extra) / total as f32).clamp(0.0, 1.0));
     let mut detail = admin(config, job);
+    // "Running on gpu-a · 3/7 nodes · 1m 05s", between nodes.
+    let running = || {
+        (
+            Severity::Progress,
+            format!(
+                "{} · {} · {}",
+                place(config, job),
+                nodes(job.nodes_done),
+                elapsed(job.elapsed_ms)
+            ),
+            fraction(0.0),
+            false,
+        )
+    };
     let (severity, user_text, frac, terminal) = match event {
         ExecutionEvent::Queued(pos) => (
             Severity::Info,
@@ -109,44 +123,14 @@ pub fn update(config: &Config, job: &JobContext, event: &ExecutionEvent) -> Opti
             None,
             false,
         ),
-        ExecutionEvent::Started => (
-            Severity::Progress,
-            format!(
-                "{} · {} · {}",
-                place(config, job),
-                nodes(job.nodes_done),
-                elapsed(job.elapsed_ms)
-            ),
-            fraction(0.0),
-            false,
-        ),
+        ExecutionEvent::Started => running(),
         ExecutionEvent::Cached(cached) => {
             detail.push(format!("{} nodes from cache", cached.len()));
-            (
-                Severity::Progress,
-                format!(
-                    "{} · {} · {}",
-                    place(config, job),
-                    nodes(job.nodes_done),
-                    elapsed(job.elapsed_ms)
-                ),
-                fraction(0.0),
-                false,
-            )
+            running()
         }
         ExecutionEvent::Executing(node) => {
             detail.push(format!("executing node {node}"));
-            (
-                Severity::Progress,
-                format!(
-                    "{} · {} · {}",
-                    place(config, job),
-                    nodes(job.nodes_done),
-                    elapsed(job.elapsed_ms)
-                ),
-                fraction(0.0),
-                false,
-            )
+            running()
         }
         ExecutionEvent::Progress(p) => {
             let step = if p.max > 0 {
@@ -174,17 +158,7 @@ pub fn update(config: &Config, job: &JobContext, event: &ExecutionEvent) -> Opti
                 return None;
             }
             detail.push(format!("node {node} wrote {}", files.join(", ")));
-            (
-                Severity::Progress,
-                format!(
-                    "{} · {} · {}",
-                    place(config, job),
-                    nodes(job.nodes_done),
-                    elapsed(job.elapsed_ms)
-                ),
-                fraction(0.0),
-                false,
-            )
+            running()
         }
         ExecutionEvent::Succeeded => (
             Severity::Success,
