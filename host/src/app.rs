@@ -103,12 +103,17 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     });
     let overlay = OverlayDriver::new(plugins.clone(), gpu_name);
     jobs.set_overlay(overlay.clone());
+    let models = Arc::new(
+        crate::models::ModelsService::new(&args, plugins.clone())
+            .context("opening the model download state")?,
+    );
     let interceptor = PluginInterceptor::new(
         plugins.clone(),
         jobs.clone(),
         identity.clone(),
         fair.clone(),
         overlay.clone(),
+        models.clone(),
     );
     let proxy = build_proxy(&args, &supervisor, interceptor.clone(), overlay.clone())?;
     overlay.set_proxy(proxy.clone());
@@ -131,10 +136,6 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         plugins.clone(),
         std::time::Duration::from_secs(args.plugins_rescan_s),
         cancel.child_token(),
-    );
-    let models = Arc::new(
-        crate::models::ModelsService::new(&args, plugins.clone())
-            .context("opening the model download state")?,
     );
     let state = AppState {
         supervisor: supervisor.clone(),

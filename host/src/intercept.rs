@@ -19,6 +19,7 @@ use tracing::Instrument;
 
 use crate::fair_queue::FairQueue;
 use crate::jobs::{JobTracker, LocalSubmission};
+use crate::models::ModelsService;
 use crate::overlay::OverlayDriver;
 use crate::remote::{RemoteJob, RemoteKind, RemoteRunner, Submitted};
 use crate::users::Identity;
@@ -30,6 +31,8 @@ pub struct PluginInterceptor {
     identity: Identity,
     fair: FairQueue,
     overlay: OverlayDriver,
+    /// Answers ComfyUI's "model not in list" refusals with the preset that provides it.
+    models: Arc<ModelsService>,
     /// Set once the proxy exists (the runner sends WebSocket events through it).
     remote: OnceLock<RemoteRunner>,
 }
@@ -62,6 +65,7 @@ impl PluginInterceptor {
         identity: Identity,
         fair: FairQueue,
         overlay: OverlayDriver,
+        models: Arc<ModelsService>,
     ) -> Arc<Self> {
         Arc::new(Self {
             plugins,
@@ -69,6 +73,7 @@ impl PluginInterceptor {
             identity,
             fair,
             overlay,
+            models,
             remote: OnceLock::new(),
         })
     }
@@ -264,6 +269,73 @@ impl PluginInterceptor {
     }
 }
 
+/// Longest the host spends finding presets for a refused prompt before answering anyway.
+const RESOLVE_ON_REFUSAL: std::time::Duration = std::time::Duration::from_secs(3);
+
+impl PluginInterceptor {
+    /// ComfyUI refused a forwarded prompt. The job ends now (not "lost" later); when the refusal
+    /// names model files that are not installed (`value_not_in_list` on a loader input), each
+    /// such error's `details` also says which preset provides the file, and the answer carries
+    /// the whole resolution under `comfyhost` (ComfyUI's fields are otherwise unchanged).
+    async fn on_refused(&self, forwarded: &Bytes, answer: &Bytes) -> Option<Bytes> {
+        let request = PromptRequest::parse(forwarded).ok()?;
+        let prompt_id = request.prompt_id.clone()?;
+        let mut body: Value = serde_json::from_slice(answer)
+            .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(answer).into_owned()));
+        self.jobs.rejected_by_comfyui(&prompt_id, &body);
+        self.overlay.forget(&prompt_id);
+        if !body.to_string().contains("value_not_in_list") {
+            return None;
+        }
+        let workflow = Value::Object(request.prompt);
+        let resolution = match tokio::time::timeout(
+            RESOLVE_ON_REFUSAL,
+            self.models.resolve(&workflow, Some(&body)),
+        )
+        .await
+        {
+            Ok(Ok(r)) => r,
+            Ok(Err(e)) => {
+                tracing::debug!(prompt_id, error = %e, "no preset answer for a refused prompt");
+                return None;
+            }
+            Err(_) => {
+                tracing::warn!(
+                    prompt_id,
+                    "preset resolution took too long; ComfyUI's answer passes unchanged"
+                );
+                return None;
+            }
+        };
+        if resolution.rejected.is_empty() && resolution.missing.is_empty() {
+            return None;
+        }
+        let note = format!("comfyhost: {}", resolution.summary);
+        if let Some(nodes) = body.get_mut("node_errors").and_then(Value::as_object_mut) {
+            for errors in nodes
+                .values_mut()
+                .filter_map(|n| n.get_mut("errors").and_then(Value::as_array_mut))
+            {
+                for e in errors
+                    .iter_mut()
+                    .filter(|e| e["type"] == "value_not_in_list")
+                {
+                    let details = e["details"].as_str().unwrap_or_default();
+                    e["details"] = Value::String(format!("{details}\n{note}"));
+                }
+            }
+        }
+        if let Some(map) = body.as_object_mut() {
+            map.insert(
+                "comfyhost".into(),
+                serde_json::to_value(&resolution).unwrap_or(Value::Null),
+            );
+        }
+        tracing::info!(prompt_id, summary = %resolution.summary, "refused prompt answered with presets");
+        Some(Bytes::from(body.to_string()))
+    }
+}
+
 fn respond(status: StatusCode, body: ComfyErrorBody) -> PromptDecision {
     PromptDecision::respond(status, serde_json::to_value(body).unwrap_or_default())
 }
@@ -291,5 +363,15 @@ impl PromptInterceptor for PluginInterceptor {
         body: Bytes,
     ) -> BoxFuture<'a, PromptDecision> {
         Box::pin(self.decide(ctx, body))
+    }
+
+    fn refused<'a>(
+        &'a self,
+        _ctx: &'a PromptRequestContext,
+        forwarded: &'a Bytes,
+        _status: StatusCode,
+        answer: &'a Bytes,
+    ) -> BoxFuture<'a, Option<Bytes>> {
+        Box::pin(self.on_refused(forwarded, answer))
     }
 }

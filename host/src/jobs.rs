@@ -218,6 +218,22 @@ impl JobTracker {
         let _ = self.inner.finished.send(job);
     }
 
+    /// ComfyUI refused a prompt the host forwarded (validation error): it never entered the
+    /// queue, so the job ends now, with ComfyUI's answer, instead of being reported lost later.
+    pub fn rejected_by_comfyui(&self, prompt_id: &str, answer: &Value) {
+        self.inner.in_flight.lock().remove(prompt_id);
+        self.inner.fair.done(prompt_id);
+        let now = now_ms();
+        let record = JobRecord {
+            finished_ms: Some(now),
+            error_json: Some(json!({"type": "comfyui_rejected", "answer": answer}).to_string()),
+            ..record(prompt_id, None, "rejected", now)
+        };
+        if let Err(e) = self.inner.store.upsert_job(&record) {
+            tracing::error!(prompt_id, error = %e, "cannot record a refused job");
+        }
+    }
+
     /// A prompt refused by the host (plugin rejection or failure); never reaches ComfyUI.
     pub fn refused(&self, prompt_id: &str, client_id: Option<&str>, error: &Value) {
         self.inner.fair.done(prompt_id);

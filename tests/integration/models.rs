@@ -263,6 +263,29 @@ async fn comfyui_value_not_in_list_rejection_resolves_to_a_preset() {
         .as_array()
         .unwrap_or_else(|| panic!("node 4 errors: {body:#}"));
     assert_eq!(errors[0]["type"], "value_not_in_list", "{body:#}");
+    // The host answered in ComfyUI's own dialog: which preset provides the missing file...
+    assert!(
+        errors[0]["details"]
+            .as_str()
+            .is_some_and(|d| d.contains("comfyhost:") && d.contains("preset")),
+        "{body:#}"
+    );
+    assert!(
+        body["comfyhost"]["presets"]
+            .to_string()
+            .contains("sdxl-base"),
+        "{body:#}"
+    );
+    // ...and the job ended as rejected at once (it never entered ComfyUI's queue).
+    let jobs = host.admin_get("/comfyhost/api/jobs").await;
+    let job = &jobs[0];
+    assert_eq!(job["status"], "rejected", "{job:#}");
+    assert!(
+        job["error_json"]
+            .as_str()
+            .is_some_and(|e| e.contains("comfyui_rejected")),
+        "{job:#}"
+    );
 
     // Even if the listing disagreed, ComfyUI's word counts: put the checkpoint on disk.
     touch(

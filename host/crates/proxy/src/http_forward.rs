@@ -32,6 +32,8 @@ pub(crate) async fn forward(
     let (mut parts, body) = req.into_parts();
 
     let mut over_limit = None;
+    // An intercepted prompt: what was forwarded, to hand ComfyUI's refusal back to the host.
+    let mut forwarded: Option<(PromptRequestContext, Bytes)> = None;
     let body = match state.interceptor() {
         Some(interceptor) if parts.method == Method::POST && is_prompt_route(upstream_pq) => {
             let prompt_limit = config.max_prompt_bytes.min(limit);
@@ -54,6 +56,7 @@ pub(crate) async fn forward(
                     parts
                         .headers
                         .insert(header::CONTENT_LENGTH, HeaderValue::from(bytes.len()));
+                    forwarded = Some((ctx, bytes.clone()));
                     Body::from(bytes)
                 }
             }
@@ -117,6 +120,37 @@ pub(crate) async fn forward(
 
     let (mut parts, body) = resp.into_parts();
     headers::strip_hop_by_hop(&mut parts.headers);
+    if let (Some((ctx, sent)), Some(interceptor)) = (&forwarded, state.interceptor())
+        && parts.status.is_client_error()
+        && declared_length(&parts.headers)
+            .is_some_and(|n| n <= crate::intercept::REFUSAL_BODY_LIMIT as u64)
+    {
+        let answer = match Limited::new(Body::new(body), crate::intercept::REFUSAL_BODY_LIMIT)
+            .collect()
+            .await
+        {
+            Ok(collected) => collected.to_bytes(),
+            Err(e) => {
+                return Err(ProxyError::BrokenResponse {
+                    snapshot: Box::new(state.upstream_state().snapshot()),
+                    upstream: upstream.to_string(),
+                    cause: e.to_string(),
+                });
+            }
+        };
+        let replaced = AssertUnwindSafe(interceptor.refused(ctx, sent, parts.status, &answer))
+            .catch_unwind()
+            .await
+            .unwrap_or_else(|panic| {
+                tracing::error!(panic = %panic_message(&panic), "prompt refusal hook panicked; ComfyUI's answer passes unchanged");
+                None
+            });
+        let out = replaced.unwrap_or(answer);
+        parts
+            .headers
+            .insert(header::CONTENT_LENGTH, HeaderValue::from(out.len()));
+        return Ok(Response::from_parts(parts, Body::from(out)));
+    }
     if let Some(loc) = parts
         .headers
         .get(header::LOCATION)

@@ -58,4 +58,22 @@ pub trait PromptInterceptor: Send + Sync + 'static {
         ctx: &'a PromptRequestContext,
         body: Bytes,
     ) -> BoxFuture<'a, PromptDecision>;
+
+    /// ComfyUI refused a prompt this interceptor forwarded (a 4xx answer of at most
+    /// [`REFUSAL_BODY_LIMIT`] bytes). `forwarded` is the body sent; `answer` ComfyUI's. Return a
+    /// replacement answer (same status) to add what the host knows, or `None` to pass
+    /// ComfyUI's bytes unchanged (the default).
+    fn refused<'a>(
+        &'a self,
+        ctx: &'a PromptRequestContext,
+        forwarded: &'a Bytes,
+        status: http::StatusCode,
+        answer: &'a Bytes,
+    ) -> BoxFuture<'a, Option<Bytes>> {
+        let _ = (ctx, forwarded, status, answer);
+        Box::pin(async { None })
+    }
 }
+
+/// Largest refusal body handed to [`PromptInterceptor::refused`]; bigger ones pass untouched.
+pub const REFUSAL_BODY_LIMIT: usize = 1 << 20;

@@ -36,7 +36,7 @@ pub mod ws;
 
 pub use config::{ConfigError, DEFAULT_MAX_UPLOAD_BYTES, ProxyConfig, parse_authority};
 pub use error::ProxyError;
-pub use intercept::{PromptDecision, PromptInterceptor, PromptRequestContext};
+pub use intercept::{PromptDecision, PromptInterceptor, PromptRequestContext, REFUSAL_BODY_LIMIT};
 pub use router::router;
 pub use state::{ProxyState, ProxyStateBuilder};
 pub use upstream::{UpstreamSnapshot, UpstreamState};
