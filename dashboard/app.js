@@ -588,11 +588,23 @@ async function outputs(main) {
     h("div", { class: "panel", id: "outputs-backlog" },
       h("p", {}, o.active ? badge("enabled") : badge("disabled"), ` output folder ${o.output_dir ?? "—"}`),
       h("p", {}, `backlog: ${b.pending ?? 0} pending, ${b.retrying ?? 0} retrying${b.oldest_pending_ms ? ` (oldest ${fmtMs(b.oldest_pending_ms)})` : ""} · ${b.done ?? 0} synced · ${b.gone ?? 0} gone`),
+      h("p", {}, o.mirror_active
+        ? `mirror deletion on (cap ${o.removal_cap} per pass): ${b.removing ?? 0} being taken back · ${b.removed ?? 0} taken back`
+        : "mirror deletion off (no enabled plugin mirrors deletions)"),
       o.held_until_ms ? h("p", { class: "error-text" }, `Paused after ${o.consecutive_failures} failures until ${fmtMs(o.held_until_ms)}`) : null,
+      o.removals_held ? h("div", { id: "removals-held", class: "error-text" },
+        h("p", {}, `${o.removals_held.count} synced outputs vanished from the output folder at once (more than the cap of ${o.removals_held.cap}) since ${fmtMs(o.removals_held.since_ms)}. ` +
+          "Their destination copies are kept until you release them. If the output folder is an unmounted or wiped volume, fix that instead."),
+        h("ul", {}, o.removals_held.sample.map((f) => h("li", { class: "mono" }, f))),
+        h("button", { id: "release-removals", onclick: async () => {
+          if (!confirm(`Delete the destination copies of ${o.removals_held.count} outputs?`)) return;
+          await api("POST", "/outputs/removals/release");
+          await outputs(main);
+        } }, `Delete ${o.removals_held.count} destination copies`)) : null,
       h("p", { class: "muted" }, `last full pass ${fmtMs(o.last_full_pass_ms)}`)),
     h("div", { class: "panel" }, h("table", { id: "outputs-table" },
-      h("thead", {}, h("tr", {}, ["Plugin", "Synced", "Skipped", "Retries", "Failures", "Last success", "Last error", "Output folder"].map((t) => h("th", {}, t)))),
-      h("tbody", {}, (o.plugins ?? []).map((p) => h("tr", {}, h("td", {}, p.plugin_id), h("td", {}, p.synced), h("td", {}, p.skipped), h("td", {}, p.retries), h("td", {}, p.failures),
+      h("thead", {}, h("tr", {}, ["Plugin", "Synced", "Skipped", "Taken back", "Retries", "Failures", "Last success", "Last error", "Output folder"].map((t) => h("th", {}, t)))),
+      h("tbody", {}, (o.plugins ?? []).map((p) => h("tr", {}, h("td", {}, p.plugin_id), h("td", {}, p.synced), h("td", {}, p.skipped), h("td", {}, `${p.removed ?? 0} (kept ${p.kept ?? 0})`), h("td", {}, p.retries), h("td", {}, p.failures),
         h("td", {}, p.last_success_ms ? `${fmtMs(p.last_success_ms)} → ${p.last_synced_to ?? ""}` : "—"),
         h("td", { class: "error-text" }, p.last_error ? `${p.last_error.type}: ${p.last_error.message}` : ""),
         h("td", {}, p.output_mounted ? badge("granted") : badge("pending"))))))));

@@ -103,3 +103,27 @@ pub mod output_sync {
         default_bindings_module: "$crate::bindings::output_sync",
     });
 }
+
+/// Bindings of the `output-mirror` export alone. A plugin of the `output-sync-mirror-plugin`
+/// world invokes both `export_output_sync!` and `export_output_mirror!`; the component then
+/// exports both interfaces (wit-component merges the two worlds), which is that world. One world
+/// here cannot include `output-sync` as well: its export glue would clash with [`output_sync`]'s.
+pub mod output_mirror {
+    wit_bindgen::generate!({
+        path: "../wit",
+        inline: "
+            package comfyhost:sdk-mirror;
+            world output-mirror-export {
+                export comfyhost:plugin/output-mirror@0.1.0;
+            }
+        ",
+        world: "comfyhost:sdk-mirror/output-mirror-export",
+        with: {
+            "comfyhost:plugin/types@0.1.0": crate::bindings::shared::comfyhost::plugin::types,
+        },
+        additional_derives: [PartialEq, serde::Serialize, serde::Deserialize],
+        pub_export_macro: true,
+        export_macro_name: "export_output_mirror",
+        default_bindings_module: "$crate::bindings::output_mirror",
+    });
+}

@@ -67,6 +67,22 @@ macro_rules! export_output_sync {
     };
 }
 
+/// Export an output-sync plugin that also mirrors deletions (world
+/// `output-sync-mirror-plugin`): `$ty` implements both [`OutputSync`](crate::hooks::OutputSync)
+/// and [`OutputMirror`](crate::hooks::OutputMirror).
+/// `comfyhost_sdk::export_output_sync_mirror!(MySync);`
+#[macro_export]
+macro_rules! export_output_sync_mirror {
+    ($ty:ident) => {
+        #[cfg(target_arch = "wasm32")]
+        $crate::bindings::output_sync::export_output_sync!($ty);
+        #[cfg(target_arch = "wasm32")]
+        $crate::bindings::output_mirror::export_output_mirror!($ty);
+        #[cfg(not(target_arch = "wasm32"))]
+        const _: () = $crate::export::assert_output_sync_mirror::<$ty>();
+    };
+}
+
 /// Native-build check used by `export_queue_router!`.
 #[doc(hidden)]
 pub const fn assert_queue_router<T: crate::hooks::QueueRouter>() {}
@@ -82,3 +98,7 @@ pub const fn assert_preset_resolver<T: crate::hooks::PresetResolver>() {}
 /// Native-build check used by `export_output_sync!`.
 #[doc(hidden)]
 pub const fn assert_output_sync<T: crate::hooks::OutputSync>() {}
+/// Native-build check used by `export_output_sync_mirror!`.
+#[doc(hidden)]
+pub const fn assert_output_sync_mirror<T: crate::hooks::OutputSync + crate::hooks::OutputMirror>() {
+}

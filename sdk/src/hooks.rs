@@ -1,6 +1,9 @@
 //! The five hook interfaces. Each plugin implements one trait and exports it with the matching
 //! macro, e.g. `impl QueueRouter for MyRouter { .. }` + `comfyhost_sdk::export_queue_router!(MyRouter);`.
+//! An output-sync plugin may also implement [`OutputMirror`] (`export_output_sync_mirror!`) to
+//! take back destination copies of outputs deleted at the source.
 
+pub use output_mirror::Guest as OutputMirror;
 pub use output_sync::Guest as OutputSync;
 pub use preset_resolver::Guest as PresetResolver;
 pub use prompt_transform::Guest as PromptTransform;
@@ -31,4 +34,12 @@ pub mod preset_resolver {
 /// `output-sync`: react to a finished output file ([`OutputSync`], `export_output_sync!`).
 pub mod output_sync {
     pub use crate::bindings::output_sync::exports::comfyhost::plugin::output_sync::*;
+    pub use crate::bindings::shared::comfyhost::plugin::types::{OutputFile, OutputKind};
+}
+
+/// `output-mirror`: an output was deleted at the source; delete the copies this plugin made
+/// ([`OutputMirror`], exported next to [`OutputSync`] with `export_output_sync_mirror!`).
+pub mod output_mirror {
+    pub use crate::bindings::output_mirror::exports::comfyhost::plugin::output_mirror::*;
+    pub use crate::bindings::shared::comfyhost::plugin::types::{OutputFile, OutputKind};
 }

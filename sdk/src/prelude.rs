@@ -1,7 +1,9 @@
 //! `use comfyhost_sdk::prelude::*;` brings in what most plugins use.
 
 pub use crate::config::config;
-pub use crate::hooks::{OutputSync, PresetResolver, PromptTransform, QueueRouter, StatusOverlay};
+pub use crate::hooks::{
+    OutputMirror, OutputSync, PresetResolver, PromptTransform, QueueRouter, StatusOverlay,
+};
 pub use crate::secrets::secret;
 pub use crate::submission::SubmissionExt;
 pub use crate::types::{

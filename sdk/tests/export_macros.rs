@@ -2,6 +2,7 @@
 //! native build, checks that the type implements the hook trait.
 #![allow(clippy::unwrap_used)] // tests may unwrap
 
+use comfyhost_sdk::hooks::output_mirror::RemovalOutcome;
 use comfyhost_sdk::hooks::output_sync::{OutputFile, SyncOutcome};
 use comfyhost_sdk::hooks::preset_resolver::{InstalledFolder, Resolution};
 use comfyhost_sdk::hooks::prompt_transform::{Rewrite, TransformResult};
@@ -77,6 +78,22 @@ impl OutputSync for Sync {
 }
 comfyhost_sdk::export_output_sync!(Sync);
 
+struct Mirror;
+impl OutputSync for Mirror {
+    fn on_output(file: OutputFile) -> Result<SyncOutcome, PluginError> {
+        Ok(SyncOutcome::Synced(file.guest_path))
+    }
+}
+impl OutputMirror for Mirror {
+    fn on_removed(file: OutputFile) -> Result<RemovalOutcome, PluginError> {
+        Ok(RemovalOutcome::Kept(format!(
+            "{} never synced",
+            file.filename
+        )))
+    }
+}
+comfyhost_sdk::export_output_sync_mirror!(Mirror);
+
 fn submission(flags: &[(&str, &str)], wf: Workflow) -> Submission {
     Submission {
         prompt_id: "p".into(),
@@ -139,5 +156,27 @@ fn exported_transform_rewrites_natively() {
     assert_eq!(
         Seeder::transform(submission(&[], untouched)).unwrap(),
         TransformResult::Unchanged
+    );
+}
+
+#[test]
+fn exported_mirror_answers_both_hooks_natively() {
+    let file = OutputFile {
+        guest_path: "/output/a.png".into(),
+        filename: "a.png".into(),
+        subfolder: String::new(),
+        kind: comfyhost_sdk::hooks::output_sync::OutputKind::Image,
+        size: 3,
+        modified_ms: 1,
+        prompt_id: None,
+        user: None,
+    };
+    assert_eq!(
+        Mirror::on_output(file.clone()).unwrap(),
+        SyncOutcome::Synced("/output/a.png".into())
+    );
+    assert_eq!(
+        Mirror::on_removed(file).unwrap(),
+        RemovalOutcome::Kept("a.png never synced".into())
     );
 }

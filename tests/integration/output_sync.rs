@@ -125,6 +125,19 @@ impl Moto {
         out
     }
 
+    /// Keys whose current version is a delete marker (deleted in a versioned bucket).
+    async fn deleted_keys(&self) -> Vec<String> {
+        let Ok(r) = reqwest::get(self.url(&format!("/{BUCKET}?versions"))).await else {
+            return Vec::new();
+        };
+        let body = r.text().await.unwrap_or_default();
+        body.split("<DeleteMarker>")
+            .skip(1)
+            .filter(|part| tag(part, "IsLatest").as_deref() == Some("true"))
+            .filter_map(|part| tag(part, "Key"))
+            .collect()
+    }
+
     fn stop(&mut self) {
         if let Some(mut c) = self.child.take() {
             let _ = c.kill();
@@ -660,4 +673,184 @@ async fn full_pass_syncs_files_made_while_down_and_measures_rate() {
         Some(true),
         "{h:#}"
     );
+}
+
+// ----- mirror deletion ---------------------------------------------------------------------------
+
+/// POST as admin (or with no token); returns status and body.
+async fn post_as(host: &RunningHost, path: &str, admin: bool) -> (u16, Value) {
+    let mut req = reqwest::Client::new().post(format!("{}{path}", host.base));
+    if admin {
+        req = req.bearer_auth(ADMIN_TOKEN);
+    }
+    let r = req.send().await.expect("request");
+    let status = r.status().as_u16();
+    (status, r.json().await.unwrap_or(Value::Null))
+}
+
+#[tokio::test]
+async fn deleted_outputs_are_taken_back_where_mirrored_and_mass_deletions_wait_for_an_admin() {
+    let data = tempfile::tempdir().unwrap();
+    let dest = tempfile::tempdir().unwrap();
+    install_plugin(data.path(), None, Some(dest.path()));
+    let mut env = host_env(0);
+    env.push(("COMFYHOST_OUTPUTS_REMOVAL_CAP".into(), "2".into()));
+    let host = RunningHost::start(data.path(), &env).await;
+    // One mount, two destinations: a mirror and an archive that keeps everything.
+    approve(
+        &host,
+        json!({"min_age_ms": 0, "destinations": [
+            {"name": "mirror", "kind": "dir", "path": "/sync", "template": "mirror/{user}/{filename}",
+             "mirror_deletes": true},
+            {"name": "archive", "kind": "dir", "path": "/sync", "template": "archive/{user}/{filename}"}
+        ]}),
+    )
+    .await;
+    for i in 0..4 {
+        host.submit(&format!("mirror{i}")).await;
+    }
+    let sources = wait_for(
+        "4 outputs synced twice",
+        Duration::from_secs(60),
+        async || {
+            let h = host.get("/comfyhost/api/outputs").await;
+            let f = files_under(&output_dir(data.path()));
+            (h["backlog"]["done"] == 4 && files_under(dest.path()).len() == 8).then_some(f)
+        },
+    )
+    .await;
+    assert_eq!(sources.len(), 4, "{sources:?}");
+    let h = host.get("/comfyhost/api/outputs").await;
+    assert_eq!(h["mirror_active"], true, "{h:#}");
+    let mirror_of = |f: &str| dest.path().join("mirror/anonymous").join(f);
+    let archive_of = |f: &str| dest.path().join("archive/anonymous").join(f);
+
+    // One file deleted at the source: its mirror copy goes, its archive copy stays.
+    std::fs::remove_file(output_dir(data.path()).join(&sources[0])).unwrap();
+    wait_for(
+        "the mirror copy deleted",
+        Duration::from_secs(30),
+        async || (!mirror_of(&sources[0]).exists()).then_some(()),
+    )
+    .await;
+    assert!(archive_of(&sources[0]).exists());
+    let h = wait_for(
+        "the removal recorded",
+        Duration::from_secs(10),
+        async || {
+            let h = host.get("/comfyhost/api/outputs").await;
+            (h["backlog"]["removed"] == 1).then_some(h)
+        },
+    )
+    .await;
+    assert_eq!(h["plugins"][0]["removed"], 1, "{h:#}");
+    assert!(h["removals_held"].is_null(), "{h:#}");
+
+    // Three more at once, above the cap of 2: held, nothing deleted, until an admin says so.
+    for f in &sources[1..] {
+        std::fs::remove_file(output_dir(data.path()).join(f)).unwrap();
+    }
+    let h = wait_for("removals held", Duration::from_secs(30), async || {
+        let h = host.get("/comfyhost/api/outputs").await;
+        (h["removals_held"]["count"] == 3).then_some(h)
+    })
+    .await;
+    assert_eq!(h["removals_held"]["cap"], 2, "{h:#}");
+    assert_eq!(h["removals_held"]["sample"].as_array().unwrap().len(), 3);
+    tokio::time::sleep(Duration::from_secs(3)).await; // at least one more full pass
+    for f in &sources[1..] {
+        assert!(mirror_of(f).exists(), "{f} deleted while held");
+    }
+    let (status, _) = post_as(&host, "/comfyhost/api/outputs/removals/release", false).await;
+    assert_eq!(status, 401);
+    let (status, body) = post_as(&host, "/comfyhost/api/outputs/removals/release", true).await;
+    assert_eq!(status, 200, "{body:#}");
+    assert_eq!(body["released"]["count"], 3, "{body:#}");
+    wait_for(
+        "held mirror copies deleted",
+        Duration::from_secs(30),
+        async || {
+            sources[1..]
+                .iter()
+                .all(|f| !mirror_of(f).exists())
+                .then_some(())
+        },
+    )
+    .await;
+    assert!(
+        !dest.path().join("mirror").join("anonymous").exists(),
+        "empty mirror folders left: {:?}",
+        files_under(dest.path())
+    );
+    for f in &sources {
+        assert!(archive_of(f).exists(), "archive lost {f}");
+    }
+    let (status, _) = post_as(&host, "/comfyhost/api/outputs/removals/release", true).await;
+    assert_eq!(status, 409, "nothing is held any more");
+    let activity = host.get("/comfyhost/api/activity").await;
+    assert!(
+        activity.to_string().contains("outputs.release_removals"),
+        "{activity:#}"
+    );
+    let h = wait_for(
+        "all removals recorded",
+        Duration::from_secs(10),
+        async || {
+            let h = host.get("/comfyhost/api/outputs").await;
+            (h["backlog"]["removed"] == 4).then_some(h)
+        },
+    )
+    .await;
+    assert_eq!(h["backlog"]["removing"], 0, "{h:#}");
+}
+
+#[tokio::test]
+async fn a_deleted_output_is_deleted_from_s3_when_mirrored() {
+    if !moto_available() {
+        return;
+    }
+    let moto = Moto::start(free_port()).await;
+    moto.create_bucket().await;
+    let data = tempfile::tempdir().unwrap();
+    install_plugin(data.path(), Some(&moto.origin()), None);
+    let host = RunningHost::start(data.path(), &host_env(0)).await;
+    let mut config = s3_config(&moto);
+    config["destinations"][0]["mirror_deletes"] = json!(true);
+    approve(&host, config).await;
+    host.submit("s3mirror0").await;
+    host.submit("s3mirror1").await;
+    let keys = wait_for("2 objects in S3", Duration::from_secs(60), async || {
+        let v = moto.versions().await;
+        (v.len() == 2).then_some(v.into_keys().collect::<Vec<_>>())
+    })
+    .await;
+    let gone_key = keys
+        .iter()
+        .find(|k| k.contains("s3mirror0"))
+        .expect("key of s3mirror0")
+        .clone();
+    let kept_key = keys.iter().find(|k| **k != gone_key).unwrap().clone();
+    let name = gone_key.rsplit('/').next().unwrap();
+    std::fs::remove_file(output_dir(data.path()).join(name)).unwrap();
+    let deleted = wait_for("the object deleted", Duration::from_secs(30), async || {
+        let d = moto.deleted_keys().await;
+        (!d.is_empty()).then_some(d)
+    })
+    .await;
+    assert_eq!(
+        deleted,
+        std::slice::from_ref(&gone_key),
+        "only {gone_key} may be deleted"
+    );
+    assert!(!deleted.contains(&kept_key));
+    let h = wait_for(
+        "the removal recorded",
+        Duration::from_secs(10),
+        async || {
+            let h = host.get("/comfyhost/api/outputs").await;
+            (h["backlog"]["removed"] == 1).then_some(h)
+        },
+    )
+    .await;
+    assert_eq!(h["plugins"][0]["removed"], 1, "{h:#}");
 }

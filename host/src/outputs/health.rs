@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 
 use comfyhost_runtime::CallErrorKind;
-use comfyhost_runtime::types::SyncOutcome;
+use comfyhost_runtime::types::{RemovalOutcome, SyncOutcome};
 use serde::Serialize;
 
 /// Type of a failure, from the plugin's classified message or the runtime's error kind.
@@ -87,6 +87,11 @@ pub struct PluginHealth {
     pub plugin_id: String,
     pub synced: u64,
     pub skipped: u64,
+    /// Deleted files whose destination copies this plugin took back.
+    pub removed: u64,
+    /// Deleted files it deliberately left at the destinations (never synced there, mirror
+    /// deletion off).
+    pub kept: u64,
     pub retries: u64,
     pub failures: u64,
     pub last_success_ms: Option<i64>,
@@ -157,6 +162,38 @@ impl HealthBook {
                 h.failures += 1;
                 fail(h, classify_error(e), e.to_string())
             }
+        }
+    }
+
+    /// Records one plugin's answer for a deleted `file`; returns the failure type, if it failed.
+    pub fn record_removal(
+        &mut self,
+        plugin_id: &str,
+        file: &str,
+        result: &Result<RemovalOutcome, CallErrorKind>,
+        now_ms: i64,
+    ) -> Option<ErrorType> {
+        match result {
+            Ok(RemovalOutcome::Removed(_)) => {
+                let h = self.entry(plugin_id);
+                h.removed += 1;
+                h.last_success_ms = Some(now_ms);
+                None
+            }
+            Ok(RemovalOutcome::Kept(_)) => {
+                let h = self.entry(plugin_id);
+                h.kept += 1;
+                h.last_success_ms = Some(now_ms);
+                None
+            }
+            // Failures read and count exactly like the sync path's.
+            Ok(RemovalOutcome::RetryLater(why)) => self.record(
+                plugin_id,
+                file,
+                &Ok(SyncOutcome::RetryLater(why.clone())),
+                now_ms,
+            ),
+            Err(e) => self.record(plugin_id, file, &Err(e.clone()), now_ms),
         }
     }
 

@@ -12,6 +12,13 @@
 //!
 //! Plugins see the output directory at [`file::OUTPUT_GUEST_DIR`] (`/output`): their manifest
 //! must declare `{output}` there and an admin must grant it (reported as `output_mounted`).
+//!
+//! Mirror deletion: a full pass that finds synced files gone from the output directory marks
+//! them `removing`, and the worker hands each to the `output-mirror` chain (output-sync plugins
+//! that export it, e.g. the first-party plugin with `mirror_deletes` on a destination). Nothing
+//! is ever deleted at the source. A pass that finds more than `removal_cap` files gone at once
+//! (a wiped or unmounted volume looks the same) marks none: the removals are held and shown in
+//! the health report until an admin releases them (`POST /outputs/removals/release`).
 
 pub mod backoff;
 pub mod file;
@@ -50,6 +57,9 @@ pub struct OutputsConfig {
     pub backoff_max: Duration,
     /// Most plugin-chain calls per second (0: unlimited).
     pub rate_per_s: u32,
+    /// Most synced files one full pass may find deleted and pass on for mirror deletion; more
+    /// are held for an admin.
+    pub removal_cap: u64,
 }
 
 impl Default for OutputsConfig {
@@ -60,6 +70,7 @@ impl Default for OutputsConfig {
             backoff_base: Duration::from_secs(1),
             backoff_max: Duration::from_secs(300),
             rate_per_s: 10,
+            removal_cap: 20,
         }
     }
 }
@@ -67,7 +78,8 @@ impl Default for OutputsConfig {
 impl OutputsConfig {
     /// Defaults overridden by `COMFYHOST_OUTPUTS_FULL_PASS_S`, `COMFYHOST_OUTPUTS_FULL_PASS_MIN_AGE_S`,
     /// `COMFYHOST_OUTPUTS_BACKOFF_BASE_MS`, `COMFYHOST_OUTPUTS_BACKOFF_MAX_MS`,
-    /// `COMFYHOST_OUTPUTS_RATE_PER_S` (unparsable values are ignored with a warning).
+    /// `COMFYHOST_OUTPUTS_RATE_PER_S`, `COMFYHOST_OUTPUTS_REMOVAL_CAP` (unparsable values are
+    /// ignored with a warning).
     pub fn from_env() -> Self {
         fn var(name: &str) -> Option<u64> {
             let v = std::env::var(name).ok()?;
@@ -95,6 +107,9 @@ impl OutputsConfig {
         if let Some(n) = var("COMFYHOST_OUTPUTS_RATE_PER_S") {
             c.rate_per_s = u32::try_from(n).unwrap_or(u32::MAX);
         }
+        if let Some(n) = var("COMFYHOST_OUTPUTS_REMOVAL_CAP") {
+            c.removal_cap = n;
+        }
         c
     }
 }
@@ -112,8 +127,28 @@ pub struct OutputsHealth {
     pub consecutive_failures: u32,
     pub last_full_pass_ms: Option<i64>,
     pub last_full_pass: Option<PassReport>,
+    /// True when an enabled output-sync plugin mirrors deletions.
+    pub mirror_active: bool,
+    pub removal_cap: u64,
+    /// Set while more deleted files than `removal_cap` wait for an admin's release.
+    pub removals_held: Option<HeldRemovals>,
     pub plugins: Vec<PluginHealth>,
 }
+
+/// Deletions a full pass found but did not pass on (more than the cap at once).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct HeldRemovals {
+    /// Synced files missing from the output directory.
+    pub count: u64,
+    pub cap: u64,
+    /// A few of them, to judge whether this is a real clean-up or a missing volume.
+    pub sample: Vec<String>,
+    /// When a pass first held them.
+    pub since_ms: i64,
+}
+
+/// How many paths a held report shows.
+const HELD_SAMPLE: usize = 10;
 
 /// The output-sync service. Cheap to clone.
 #[derive(Clone)]
@@ -137,6 +172,9 @@ struct RunState {
     consecutive_failures: u32,
     last_full_pass_ms: Option<i64>,
     last_full_pass: Option<PassReport>,
+    removals_held: Option<HeldRemovals>,
+    /// An admin released held removals: the next pass passes them on whatever their number.
+    release_removals: bool,
 }
 
 impl OutputSync {
@@ -261,18 +299,20 @@ impl OutputSync {
         let now = crate::jobs::now_ms();
         let result = tokio::task::spawn_blocking(move || {
             if !root.exists() {
-                return Ok(full_pass::PassReport::default());
+                return Ok(full_pass::PassResult::default());
             }
             full_pass::run(&root, &store, now, min_age)
         })
         .await;
         match result {
-            Ok(Ok(report)) => {
+            Ok(Ok(pass)) => {
+                let report = pass.report;
                 {
                     let mut st = self.inner.state.lock();
                     st.last_full_pass_ms = Some(now);
                     st.last_full_pass = Some(report);
                 }
+                self.pass_on_removals(pass.vanished, now);
                 if report.queued > 0 {
                     tracing::info!(
                         queued = report.queued,
@@ -294,6 +334,66 @@ impl OutputSync {
         }
     }
 
+    /// Marks synced files found deleted as `removing` (when a plugin mirrors deletions), or
+    /// holds them when there are more than the cap and no admin released them.
+    fn pass_on_removals(&self, vanished: Vec<String>, now: i64) {
+        let mut st = self.inner.state.lock();
+        if vanished.is_empty() {
+            st.removals_held = None;
+            st.release_removals = false;
+            return;
+        }
+        if !self.inner.plugins.has_enabled_mirror() {
+            return;
+        }
+        let count = vanished.len() as u64;
+        let cap = self.inner.config.removal_cap;
+        if count > cap && !st.release_removals {
+            if st.removals_held.as_ref().map(|h| h.count) != Some(count) {
+                tracing::warn!(
+                    count,
+                    cap,
+                    "synced outputs vanished from the output directory; more than the removal \
+                     cap, so no destination copy is deleted until an admin releases them"
+                );
+            }
+            let since_ms = st.removals_held.as_ref().map_or(now, |h| h.since_ms);
+            st.removals_held = Some(HeldRemovals {
+                count,
+                cap,
+                sample: vanished.iter().take(HELD_SAMPLE).cloned().collect(),
+                since_ms,
+            });
+            return;
+        }
+        st.removals_held = None;
+        st.release_removals = false;
+        drop(st);
+        match self.inner.store.output_mark_removing(&vanished, now) {
+            Ok(n) => {
+                tracing::info!(
+                    removing = n,
+                    "synced outputs deleted at the source; taking back destination copies"
+                );
+                self.inner.wake.notify_one();
+            }
+            Err(e) => tracing::error!(error = %e, "cannot record deleted outputs"),
+        }
+    }
+
+    /// An admin's go-ahead for held removals: runs a pass now that passes them all on.
+    /// Returns the held report that was released (`None`: nothing was held).
+    pub async fn release_removals(&self) -> Option<HeldRemovals> {
+        let held = {
+            let mut st = self.inner.state.lock();
+            let held = st.removals_held.clone()?;
+            st.release_removals = true;
+            held
+        };
+        self.full_pass_now().await;
+        Some(held)
+    }
+
     /// Health by progress.
     pub fn health(&self) -> Result<OutputsHealth, comfyhost_store::StoreError> {
         let backlog = self.inner.store.output_backlog()?;
@@ -308,6 +408,9 @@ impl OutputSync {
             consecutive_failures: st.consecutive_failures,
             last_full_pass_ms: st.last_full_pass_ms,
             last_full_pass: st.last_full_pass,
+            mirror_active: self.inner.plugins.has_enabled_mirror(),
+            removal_cap: self.inner.config.removal_cap,
+            removals_held: st.removals_held.clone(),
             plugins: st.book.snapshot(),
         })
     }

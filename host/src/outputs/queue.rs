@@ -2,8 +2,9 @@
 
 use std::time::Duration;
 
+use comfyhost_runtime::CallErrorKind;
 use comfyhost_runtime::HookKind;
-use comfyhost_store::OutputRow;
+use comfyhost_store::{NewOutput, OutputRow, OutputState};
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
@@ -23,6 +24,8 @@ pub(super) enum Round {
     Done,
     /// The source is gone.
     Gone,
+    /// A file being taken back exists again (`size`, `mtime`): sync it instead.
+    Back(u64, i64),
     /// Only this file must wait (still being written).
     RetryFile(String),
     /// A destination failed: hold the whole queue back.
@@ -88,34 +91,70 @@ pub(super) async fn process(svc: &OutputSync, row: &OutputRow) -> Round {
     let Some(root) = &svc.inner.output_dir else {
         return Round::RetryFile("no output directory".into());
     };
-    let (size, mtime) = match file::stat(&root.join(&row.rel_path)) {
+    let stat = file::stat(&root.join(&row.rel_path));
+    if row.state == OutputState::Removing {
+        return match stat {
+            Ok(None) => take_back(svc, row).await,
+            Ok(Some((size, mtime))) => Round::Back(size, mtime),
+            Err(e) => Round::RetryFile(format!("incomplete: cannot stat: {e}")),
+        };
+    }
+    let (size, mtime) = match stat {
         Ok(Some(s)) => s,
         Ok(None) => return Round::Gone,
         Err(e) => return Round::RetryFile(format!("incomplete: cannot stat: {e}")),
     };
     let out = file::output_file(row, size, u64::try_from(mtime).unwrap_or(0));
     let results = svc.inner.plugins.on_output(&out).await;
+    if results.is_empty() {
+        // The chain emptied between the check and the call (plugin disabled): try later.
+        return Round::RetryFile("no output-sync plugin enabled".into());
+    }
     let now = crate::jobs::now_ms();
     let mut st = svc.inner.state.lock();
+    verdict(results.iter().map(|(plugin_id, result)| {
+        let kind = st.book.record(plugin_id, &row.rel_path, result, now);
+        (kind, describe(plugin_id, result))
+    }))
+}
+
+/// Runs the output-mirror chain on a synced file deleted at the source. The row carries the
+/// size and mtime it was synced with, which is how the plugins find their records of it.
+async fn take_back(svc: &OutputSync, row: &OutputRow) -> Round {
+    let out = file::output_file(row, row.size, u64::try_from(row.modified_ms).unwrap_or(0));
+    let results = svc.inner.plugins.on_removed(&out).await;
+    if results.is_empty() {
+        return Round::RetryFile("no output-sync plugin that mirrors deletions is enabled".into());
+    }
+    let now = crate::jobs::now_ms();
+    let mut st = svc.inner.state.lock();
+    verdict(results.iter().map(|(plugin_id, result)| {
+        let kind = st
+            .book
+            .record_removal(plugin_id, &row.rel_path, result, now);
+        (kind, describe(plugin_id, result))
+    }))
+}
+
+fn describe<T: std::fmt::Debug>(plugin_id: &str, result: &Result<T, CallErrorKind>) -> String {
+    match result {
+        Ok(o) => format!("{plugin_id}: {o:?}"),
+        Err(e) => format!("{plugin_id}: {e}"),
+    }
+}
+
+/// The file's verdict from each plugin's failure type (`None`: done with it) and message: any
+/// outage holds the queue, otherwise any retry retries the file, otherwise it is done.
+fn verdict(answers: impl Iterator<Item = (Option<ErrorType>, String)>) -> Round {
     let mut verdict = Round::Done;
-    for (plugin_id, result) in &results {
-        let Some(kind) = st.book.record(plugin_id, &row.rel_path, result, now) else {
-            continue;
-        };
-        let msg = match result {
-            Ok(o) => format!("{plugin_id}: {o:?}"),
-            Err(e) => format!("{plugin_id}: {e}"),
-        };
+    for (kind, msg) in answers {
+        let Some(kind) = kind else { continue };
         verdict = match (verdict, kind.is_outage()) {
             (Round::Outage(k, m), _) => Round::Outage(k, m),
             (_, true) => Round::Outage(kind, msg),
             (Round::RetryFile(m), false) => Round::RetryFile(m),
             (_, false) => Round::RetryFile(msg),
         };
-    }
-    if results.is_empty() {
-        // The chain emptied between the check and the call (plugin disabled): try later.
-        return Round::RetryFile("no output-sync plugin enabled".into());
     }
     verdict
 }
@@ -126,7 +165,22 @@ pub(super) fn settle(svc: &OutputSync, row: &OutputRow, round: Round) -> Option<
     let cfg = &inner.config;
     let now = crate::jobs::now_ms();
     let stored = match &round {
+        Round::Done if row.state == OutputState::Removing => {
+            tracing::info!("destination copies of a deleted output taken back");
+            inner.store.output_mark_removed(&row.rel_path, now)
+        }
         Round::Done => inner.store.output_mark_done(&row.rel_path, now),
+        Round::Back(size, mtime) => {
+            tracing::info!("deleted output is back; syncing it instead of taking it back");
+            let again = NewOutput {
+                rel_path: row.rel_path.clone(),
+                prompt_id: row.prompt_id.clone(),
+                user_id: row.user_id.clone(),
+                size: *size,
+                modified_ms: *mtime,
+            };
+            inner.store.output_enqueue(&again, now).map(|_| ())
+        }
         Round::Gone => {
             tracing::info!("output vanished before it was synced");
             inner.store.output_mark_gone(&row.rel_path, now)

@@ -45,6 +45,10 @@ pub struct Destination {
     /// When set, only these user ids (`anonymous` for unauthenticated jobs) reach it.
     #[serde(default)]
     pub users: Option<Vec<String>>,
+    /// Delete the copy here when its output is deleted at the source (the host's removal cap
+    /// guards against mass deletion). Off by default: a destination is an archive.
+    #[serde(default)]
+    pub mirror_deletes: bool,
     #[serde(flatten)]
     pub target: Target,
 }

@@ -38,14 +38,35 @@ impl Sink for DirSink<'_> {
         self.path(rel).display().to_string()
     }
 
-    fn existing(&self, rel: &str, size: u64) -> Result<Option<String>, SyncError> {
+    fn stat(&self, rel: &str) -> Result<Option<(u64, String)>, SyncError> {
         self.check_root()?;
         match std::fs::metadata(self.path(rel)) {
-            Ok(m) if m.is_file() && m.len() == size => Ok(Some(String::new())),
+            Ok(m) if m.is_file() => Ok(Some((m.len(), String::new()))),
             Ok(_) => Ok(None),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
             Err(e) => Err(classify_io(&e, &self.locate(rel))),
         }
+    }
+
+    /// Deletes the file, then the directories the template made for it while they are empty
+    /// (never the destination root).
+    fn remove(&self, rel: &str) -> Result<(), SyncError> {
+        self.check_root()?;
+        let path = self.path(rel);
+        match std::fs::remove_file(&path) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(classify_io(&e, &self.locate(rel))),
+        }
+        let root = Path::new(self.root);
+        let mut dir = path.parent();
+        while let Some(d) = dir.filter(|d| d.starts_with(root) && *d != root) {
+            if std::fs::remove_dir(d).is_err() {
+                break; // not empty (or not ours to judge): stop climbing
+            }
+            dir = d.parent();
+        }
+        Ok(())
     }
 
     fn put(&self, rel: &str, source: &Source<'_>) -> Result<String, SyncError> {
@@ -123,6 +144,27 @@ mod tests {
         ));
         assert!(!dst_dir.path().join("u/d/b.png").exists());
         assert!(!dst_dir.path().join("u/d/b.png.partial").exists());
+    }
+
+    #[test]
+    fn remove_deletes_the_file_and_its_empty_directories_only() {
+        let dst_dir = tempfile::tempdir().unwrap();
+        let root = dst_dir.path().to_str().unwrap().to_owned();
+        let sink = DirSink { root: &root };
+        std::fs::create_dir_all(dst_dir.path().join("u/d1")).unwrap();
+        std::fs::create_dir_all(dst_dir.path().join("u/d2")).unwrap();
+        std::fs::write(dst_dir.path().join("u/d1/a.png"), b"1").unwrap();
+        std::fs::write(dst_dir.path().join("u/d2/b.png"), b"22").unwrap();
+        assert_eq!(sink.stat("u/d2/b.png").unwrap(), Some((2, String::new())));
+        sink.remove("u/d1/a.png").unwrap();
+        assert!(!dst_dir.path().join("u/d1").exists());
+        assert!(dst_dir.path().join("u/d2/b.png").exists());
+        sink.remove("u/d2/b.png").unwrap();
+        assert!(!dst_dir.path().join("u").exists());
+        assert!(dst_dir.path().exists());
+        // Already gone is fine.
+        sink.remove("u/d2/b.png").unwrap();
+        assert_eq!(sink.stat("u/d2/b.png").unwrap(), None);
     }
 
     #[test]

@@ -63,13 +63,19 @@ impl SyncError {
 
     /// What the hook returns for this failure.
     pub fn into_result(self, dest: &str) -> Result<SyncOutcome, PluginError> {
+        if self.is_transient() {
+            return Ok(SyncOutcome::RetryLater(self.describe(dest)));
+        }
+        Err(self.into_error(dest))
+    }
+
+    /// The plugin error of a failure that waiting will not fix (config, auth, quota, refusal);
+    /// a transient one reads as upstream too, but callers answer those with `retry-later`.
+    pub fn into_error(self, dest: &str) -> PluginError {
         let text = self.describe(dest);
         match self {
-            SyncError::Network(_) | SyncError::Throttled(_) => Ok(SyncOutcome::RetryLater(text)),
-            SyncError::Config(_) => Err(PluginError::Config(text)),
-            SyncError::Auth(_) | SyncError::Quota(_) | SyncError::Rejected(_) => {
-                Err(PluginError::Upstream(text))
-            }
+            SyncError::Config(_) => PluginError::Config(text),
+            _ => PluginError::Upstream(text),
         }
     }
 }

@@ -15,6 +15,10 @@ pub struct Record {
     pub synced_ms: u64,
     /// Source guest path, for admins reading the kv.
     pub source: String,
+    /// Destination-relative path it was written to (what mirror deletion removes; records
+    /// written before this field existed have it empty and fall back to the template).
+    #[serde(default)]
+    pub rel: String,
 }
 
 /// Key for `dest` and a source identity (path, size, mtime): `v1/<dest>/<40 hex>`, well under
@@ -33,6 +37,7 @@ pub fn key(dest: &str, guest_path: &str, size: u64, modified_ms: u64) -> String 
 pub trait Ledger {
     fn get(&self, key: &str) -> Result<Option<Record>, String>;
     fn put(&mut self, key: &str, record: &Record) -> Result<(), String>;
+    fn delete(&mut self, key: &str) -> Result<(), String>;
 }
 
 /// The plugin's kv namespace.
@@ -45,6 +50,10 @@ impl Ledger for KvLedger {
 
     fn put(&mut self, key: &str, record: &Record) -> Result<(), String> {
         comfyhost_sdk::kv::set(key, record).map_err(|e| e.to_string())
+    }
+
+    fn delete(&mut self, key: &str) -> Result<(), String> {
+        comfyhost_sdk::kv::delete(key).map_err(|e| e.to_string())
     }
 }
 

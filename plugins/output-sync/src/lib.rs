@@ -19,6 +19,17 @@
 //!    second upload; otherwise the file is copied (`synced`).
 //! 4. Nothing is ever deleted at the source.
 //!
+//! ## Mirror deletion (opt-in per destination: `"mirror_deletes": true`)
+//!
+//! The plugin also exports `output-mirror` (world `output-sync-mirror-plugin`). When the host
+//! finds a synced output deleted at the source it calls `on-removed` with the file as it was
+//! synced; for every destination with `mirror_deletes` the plugin looks up its record of that
+//! exact file and deletes the copy, but only if the destination still holds that copy (same
+//! size, same ETag): a file someone replaced there is left alone. Then the record is dropped.
+//! Destinations without the flag keep everything. The host holds a mass disappearance (more
+//! files than its removal cap in one pass, which is what an unmounted volume looks like) until
+//! an admin releases it.
+//!
 //! ## Failures
 //!
 //! Transient ones (unreachable endpoint, timeouts, 5xx, `SlowDown`/429) answer
@@ -54,8 +65,6 @@
 //!   warning; keep `memory_mb` in `plugin.toml` above twice that. Directory copies stream.
 //! - One kv key per synced file and destination: size the host's kv quota
 //!   (`KvLimits::max_keys`, 10 000 by default) for the number of outputs you keep.
-//! - Mirror deletion (removing destination copies of files deleted at the source) is not
-//!   implemented.
 
 pub mod config;
 pub mod dir;
@@ -66,6 +75,7 @@ pub mod sigv4;
 pub mod sync;
 pub mod template;
 
+use comfyhost_sdk::hooks::output_mirror::RemovalOutcome;
 use comfyhost_sdk::hooks::output_sync::{OutputFile, OutputKind, SyncOutcome};
 use comfyhost_sdk::prelude::*;
 use comfyhost_sdk::secrets::optional_secret;
@@ -73,7 +83,7 @@ use comfyhost_sdk::secrets::optional_secret;
 use crate::config::{Config, Destination, Target};
 use crate::error::SyncError;
 use crate::ledger::Ledger;
-use crate::sync::{Done, Sink, Source};
+use crate::sync::{Done, Sink, Source, Undone};
 
 /// Lower-case name of a kind, as templates and filters use it.
 pub fn kind_name(kind: OutputKind) -> &'static str {
@@ -232,6 +242,86 @@ pub fn handle(
     )))
 }
 
+/// Mirror deletion of one output deleted at the source, at every destination that asks for it.
+pub fn handle_removed(
+    cfg: &Config,
+    file: &OutputFile,
+    ledger: &mut dyn Ledger,
+    sinks: &SinkFactory,
+) -> Result<RemovalOutcome, PluginError> {
+    let user = file.user.as_ref().map(|u| u.id.as_str());
+    let mirrored: Vec<&Destination> = cfg
+        .destinations
+        .iter()
+        .filter(|d| d.mirror_deletes && d.accepts_user(user))
+        .collect();
+    if mirrored.is_empty() {
+        return Ok(RemovalOutcome::Kept(
+            "no destination has mirror_deletes on".into(),
+        ));
+    }
+    let kind = kind_name(file.kind);
+    let source = Source {
+        guest_path: &file.guest_path,
+        size: file.size,
+        modified_ms: file.modified_ms,
+        content_type: content_type(&file.filename),
+    };
+    let vars = template::Vars {
+        user,
+        modified_ms: file.modified_ms,
+        prompt_id: file.prompt_id.as_deref(),
+        subfolder: &file.subfolder,
+        filename: &file.filename,
+        kind,
+    };
+    let mut removed = Vec::new();
+    let mut kept = Vec::new();
+    let mut retry = Vec::new();
+    let mut failed: Option<(SyncError, String)> = None;
+    for dest in mirrored {
+        let rel = template::render(&dest.template, &vars)
+            .map_err(|e| PluginError::config(format!("destination `{}`: {e}", dest.name)))?;
+        let result = sinks(dest)
+            .and_then(|sink| sync::unsync_file(&dest.name, &rel, &source, sink.as_ref(), ledger));
+        match result {
+            Ok(Undone::Removed(loc)) => {
+                info!(
+                    "{} was deleted at the source; deleted {loc}",
+                    file.guest_path
+                );
+                removed.push(format!("{}: {loc}", dest.name));
+            }
+            Ok(Undone::NeverSynced) => kept.push(format!("{}: never synced", dest.name)),
+            Ok(Undone::AlreadyGone(loc)) => kept.push(format!("{}: {loc} already gone", dest.name)),
+            Ok(Undone::Replaced(loc)) => {
+                warn!(
+                    "{loc} is not the copy of {} any more; left alone",
+                    file.guest_path
+                );
+                kept.push(format!("{}: {loc} replaced, left alone", dest.name));
+            }
+            Err(e) if e.is_transient() => retry.push(e.describe(&dest.name)),
+            Err(e) => {
+                warn!("{}: {}", file.guest_path, e.describe(&dest.name));
+                if failed.is_none() {
+                    failed = Some((e, dest.name.clone()));
+                }
+            }
+        }
+    }
+    if let Some((e, dest)) = failed {
+        return Err(e.into_error(&dest));
+    }
+    if !retry.is_empty() {
+        return Ok(RemovalOutcome::RetryLater(retry.join("; ")));
+    }
+    if !removed.is_empty() {
+        return Ok(RemovalOutcome::Removed(removed.join("; ")));
+    }
+    Ok(RemovalOutcome::Kept(kept.join("; ")))
+}
+
 /// The real sinks: directories as mounted, S3 with secrets from the host.
 fn real_sink(dest: &Destination) -> Result<Box<dyn Sink + '_>, SyncError> {
     match &dest.target {
@@ -273,7 +363,15 @@ impl OutputSync for OutputSyncPlugin {
     }
 }
 
-comfyhost_sdk::export_output_sync!(OutputSyncPlugin);
+impl OutputMirror for OutputSyncPlugin {
+    fn on_removed(file: OutputFile) -> Result<RemovalOutcome, PluginError> {
+        let cfg: Config = config()?;
+        cfg.validate().map_err(PluginError::config)?;
+        handle_removed(&cfg, &file, &mut ledger::KvLedger, &real_sink)
+    }
+}
+
+comfyhost_sdk::export_output_sync_mirror!(OutputSyncPlugin);
 
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
@@ -291,6 +389,10 @@ mod tests {
         }
         fn put(&mut self, key: &str, record: &Record) -> Result<(), String> {
             self.0.insert(key.into(), record.clone());
+            Ok(())
+        }
+        fn delete(&mut self, key: &str) -> Result<(), String> {
+            self.0.remove(key);
             Ok(())
         }
     }
@@ -477,6 +579,75 @@ mod tests {
         assert!(
             matches!(&err, PluginError::Upstream(m) if m.starts_with("auth:") && m.contains("S3_ACCESS_KEY_ID")),
             "{err:?}"
+        );
+    }
+
+    #[test]
+    fn mirror_deletion_removes_only_recorded_copies_where_asked() {
+        let e = env("");
+        let archive = tempfile::tempdir().unwrap();
+        let cfg = comfyhost_sdk::config::parse::<Config>(&format!(
+            r#"{{"destinations":[
+                {{"name":"nas","kind":"dir","path":"{}","mirror_deletes":true}},
+                {{"name":"archive","kind":"dir","path":"{}"}}]}}"#,
+            e.dst.display(),
+            archive.path().display()
+        ))
+        .unwrap();
+        cfg.validate().unwrap();
+        let mut ledger = MapLedger::default();
+        let f = file(&e.file_path, Some("alice"));
+        handle(&cfg, &f, LATER, &mut ledger, &real_sink).unwrap();
+        let copy = e.dst.join("alice/2025-11-23/ComfyUI_00001_.png");
+        let kept = archive.path().join("alice/2025-11-23/ComfyUI_00001_.png");
+        assert!(copy.exists() && kept.exists());
+        assert_eq!(ledger.0.len(), 2);
+
+        std::fs::remove_file(&e.file_path).unwrap();
+        let out = handle_removed(&cfg, &f, &mut ledger, &real_sink).unwrap();
+        assert!(
+            matches!(&out, RemovalOutcome::Removed(m) if m.starts_with("nas:")),
+            "{out:?}"
+        );
+        assert!(!copy.exists(), "mirror copy still there");
+        assert!(!e.dst.join("alice").exists(), "empty folders left behind");
+        assert!(
+            kept.exists(),
+            "a destination without mirror_deletes lost its copy"
+        );
+        assert_eq!(ledger.0.len(), 1, "the nas record must be dropped");
+        // Asked again (host restarted mid-way): nothing left to do.
+        let again = handle_removed(&cfg, &f, &mut ledger, &real_sink).unwrap();
+        assert!(
+            matches!(&again, RemovalOutcome::Kept(m) if m.contains("never synced")),
+            "{again:?}"
+        );
+    }
+
+    #[test]
+    fn mirror_deletion_leaves_a_replaced_copy_alone() {
+        let e = env("");
+        let cfg = comfyhost_sdk::config::parse::<Config>(&format!(
+            r#"{{"destinations":[{{"name":"nas","kind":"dir","path":"{}","mirror_deletes":true}}]}}"#,
+            e.dst.display()
+        ))
+        .unwrap();
+        let mut ledger = MapLedger::default();
+        let f = file(&e.file_path, Some("bob"));
+        handle(&cfg, &f, LATER, &mut ledger, &real_sink).unwrap();
+        let copy = e.dst.join("bob/2025-11-23/ComfyUI_00001_.png");
+        std::fs::write(&copy, b"someone else's bigger file").unwrap();
+        let out = handle_removed(&cfg, &f, &mut ledger, &real_sink).unwrap();
+        assert!(
+            matches!(&out, RemovalOutcome::Kept(m) if m.contains("replaced")),
+            "{out:?}"
+        );
+        assert!(copy.exists());
+        // Without mirror_deletes nothing is even looked up.
+        let off = handle_removed(&e.cfg, &f, &mut ledger, &real_sink).unwrap();
+        assert_eq!(
+            off,
+            RemovalOutcome::Kept("no destination has mirror_deletes on".into())
         );
     }
 

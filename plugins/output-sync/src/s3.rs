@@ -117,7 +117,7 @@ impl Sink for S3Sink<'_> {
         )
     }
 
-    fn existing(&self, rel: &str, size: u64) -> Result<Option<String>, SyncError> {
+    fn stat(&self, rel: &str) -> Result<Option<(u64, String)>, SyncError> {
         let resp = self
             .request(Method::Head, rel, sigv4::EMPTY_SHA256, &[])
             .send()?;
@@ -125,12 +125,32 @@ impl Sink for S3Sink<'_> {
             200 => {
                 let len = resp
                     .header("content-length")
-                    .and_then(|v| v.trim().parse::<u64>().ok());
-                Ok((len == Some(size)).then(|| resp.header("etag").unwrap_or_default().to_owned()))
+                    .and_then(|v| v.trim().parse::<u64>().ok())
+                    .ok_or_else(|| {
+                        SyncError::Rejected("HEAD answered without a content-length".into())
+                    })?;
+                Ok(Some((
+                    len,
+                    resp.header("etag").unwrap_or_default().to_owned(),
+                )))
             }
             404 => Ok(None),
             // HEAD has no body, so the status alone classifies it.
             status => Err(crate::error::classify_status(status, "")),
+        }
+    }
+
+    fn remove(&self, rel: &str) -> Result<(), SyncError> {
+        let resp = self
+            .request(Method::Delete, rel, sigv4::EMPTY_SHA256, &[])
+            .send()?;
+        match resp.status {
+            // 204 No Content is S3's answer, also for a key that did not exist.
+            200 | 202 | 204 | 404 => Ok(()),
+            status => Err(crate::error::classify_status(
+                status,
+                resp.text().unwrap_or(""),
+            )),
         }
     }
 

@@ -1,5 +1,7 @@
 //! Syncing one file to one destination, idempotently: ledger first, then "is an identical copy
 //! already there?" (covers a crash between upload and ledger write), then the copy itself.
+//! And the reverse for mirror deletion: only a copy the ledger recorded, and only while the
+//! destination still holds that same copy, is deleted.
 
 use crate::error::SyncError;
 use crate::ledger::{self, Ledger, Record};
@@ -17,10 +19,18 @@ pub struct Source<'a> {
 pub trait Sink {
     /// Human-readable location of `rel` (`s3://bucket/key`, `/sync/a/b.png`).
     fn locate(&self, rel: &str) -> String;
+    /// Size and etag (empty when the destination has none) of what sits at `rel`, if anything.
+    fn stat(&self, rel: &str) -> Result<Option<(u64, String)>, SyncError>;
     /// `Some(etag)` when a copy of `size` bytes already sits at `rel`.
-    fn existing(&self, rel: &str, size: u64) -> Result<Option<String>, SyncError>;
+    fn existing(&self, rel: &str, size: u64) -> Result<Option<String>, SyncError> {
+        Ok(self
+            .stat(rel)?
+            .and_then(|(s, etag)| (s == size).then_some(etag)))
+    }
     /// Copies the source to `rel`; returns the etag (empty when the destination has none).
     fn put(&self, rel: &str, source: &Source<'_>) -> Result<String, SyncError>;
+    /// Deletes the object or file at `rel` (absent already is fine).
+    fn remove(&self, rel: &str) -> Result<(), SyncError>;
 }
 
 /// What happened at one destination.
@@ -32,6 +42,57 @@ pub enum Done {
     AlreadySynced(String),
     /// Found an identical copy (earlier run cut off before recording); recorded now.
     FoundExisting(String),
+}
+
+/// What mirror deletion did at one destination.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Undone {
+    /// The recorded copy was deleted.
+    Removed(String),
+    /// The ledger has no copy of this file here.
+    NeverSynced,
+    /// The copy was already gone.
+    AlreadyGone(String),
+    /// Something else sits there now (another size or ETag): left alone.
+    Replaced(String),
+}
+
+/// Deletes the copy of the (deleted) source file recorded under `dest`, if the destination still
+/// holds exactly that copy, then forgets the record. `fallback_rel` is used for records that
+/// do not carry their path.
+pub fn unsync_file(
+    dest: &str,
+    fallback_rel: &str,
+    source: &Source<'_>,
+    sink: &dyn Sink,
+    ledger: &mut dyn Ledger,
+) -> Result<Undone, SyncError> {
+    let key = ledger::key(dest, source.guest_path, source.size, source.modified_ms);
+    let ledger_err = |e: String| SyncError::Network(format!("sync record store: {e}"));
+    let Some(record) = ledger.get(&key).map_err(ledger_err)? else {
+        return Ok(Undone::NeverSynced);
+    };
+    let rel = if record.rel.is_empty() {
+        fallback_rel
+    } else {
+        record.rel.as_str()
+    };
+    let location = sink.locate(rel);
+    let done = match sink.stat(rel)? {
+        None => Undone::AlreadyGone(location),
+        Some((size, etag))
+            if size != source.size
+                || (!record.etag.is_empty() && !etag.is_empty() && etag != record.etag) =>
+        {
+            Undone::Replaced(location)
+        }
+        Some(_) => {
+            sink.remove(rel)?;
+            Undone::Removed(location)
+        }
+    };
+    ledger.delete(&key).map_err(ledger_err)?;
+    Ok(done)
 }
 
 /// Syncs `source` to `rel` at `sink`, recording the result under `dest`.
@@ -54,6 +115,7 @@ pub fn sync_file(
         etag,
         synced_ms: now_ms,
         source: source.guest_path.to_owned(),
+        rel: rel.to_owned(),
     };
     if let Some(etag) = sink.existing(rel, source.size)? {
         ledger.put(&key, &record(etag)).map_err(ledger_err)?;
@@ -84,6 +146,10 @@ mod tests {
             self.0.insert(key.to_owned(), record.clone());
             Ok(())
         }
+        fn delete(&mut self, key: &str) -> Result<(), String> {
+            self.0.remove(key);
+            Ok(())
+        }
     }
 
     /// A destination counting PUTs per object.
@@ -97,11 +163,19 @@ mod tests {
         fn locate(&self, rel: &str) -> String {
             format!("mem://{rel}")
         }
-        fn existing(&self, rel: &str, size: u64) -> Result<Option<String>, SyncError> {
+        fn stat(&self, rel: &str) -> Result<Option<(u64, String)>, SyncError> {
             if self.down {
                 return Err(SyncError::Network("down".into()));
             }
-            Ok((self.objects.borrow().get(rel) == Some(&size)).then(|| "etag".to_owned()))
+            Ok(self
+                .objects
+                .borrow()
+                .get(rel)
+                .map(|s| (*s, "etag".to_owned())))
+        }
+        fn remove(&self, rel: &str) -> Result<(), SyncError> {
+            self.objects.borrow_mut().remove(rel);
+            Ok(())
         }
         fn put(&self, rel: &str, source: &Source<'_>) -> Result<String, SyncError> {
             self.objects.borrow_mut().insert(rel.into(), source.size);

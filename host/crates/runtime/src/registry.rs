@@ -77,7 +77,7 @@ use crate::manifest::{ConfigSchema, FailurePolicy, HookKind, MANIFEST_FILE, Mani
 use crate::sandbox::CallEnv;
 use crate::types::{
     BackendStatus, ExecutionEvent, InstalledFolder, JobContext, OutputFile, OverlayUpdate,
-    Resolution, Route, Submission, SyncOutcome, TransformResult,
+    RemovalOutcome, Resolution, Route, Submission, SyncOutcome, TransformResult,
 };
 use crate::{CallError, CallErrorKind, RuntimeError};
 
@@ -699,6 +699,35 @@ impl PluginRegistry {
         out
     }
 
+    /// output-mirror chain: every enabled output-sync plugin that exports `output-mirror`
+    /// runs; each outcome (or failure) is reported in chain order. Plugins without it are not
+    /// called (they never promised to clean up).
+    pub async fn on_removed(
+        &self,
+        file: &OutputFile,
+    ) -> Vec<(String, Result<RemovalOutcome, CallErrorKind>)> {
+        let mut out = Vec::new();
+        for (slot, loaded) in self.chain(HookKind::OutputSync) {
+            if !loaded.code.mirrors_removals() {
+                continue;
+            }
+            let input = HookInput::Removed { file };
+            let r = match self
+                .invoke(&slot, &loaded, file.prompt_id.as_deref(), input)
+                .await
+            {
+                Ok(HookOutput::Removed(o)) => Ok(o),
+                Ok(other) => Err(mismatch(other)),
+                Err(kind) => Err(kind),
+            };
+            if let Err(kind) = &r {
+                self.observer_failed(&slot, kind.clone());
+            }
+            out.push((slot.id.clone(), r));
+        }
+        out
+    }
+
     // ----- internals: calls ------------------------------------------------------------------
 
     /// Enabled plugins of `hook`, in chain order, each with the version current right now.
@@ -1015,6 +1044,7 @@ impl PluginRegistry {
             version: m.version.to_string(),
             sha256: cur.sha256().to_owned(),
             hooks: m.hooks.clone(),
+            mirrors_removals: cur.code.mirrors_removals(),
             priority: m.priority,
             enabled: slot.enabled.load(Ordering::SeqCst),
             state: state_of(slot, &cur),

@@ -179,3 +179,12 @@ pub enum SyncOutcome {
     Skipped(String),
     RetryLater(String),
 }
+
+/// What an `output-mirror.on-removed` call did.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", tag = "outcome", content = "detail")]
+pub enum RemovalOutcome {
+    Removed(String),
+    Kept(String),
+    RetryLater(String),
+}

@@ -171,3 +171,76 @@ async fn discovery_reports_components_that_do_not_fit() {
         "{err}"
     );
 }
+
+fn output_file(name: &str) -> comfyhost_runtime::types::OutputFile {
+    comfyhost_runtime::types::OutputFile {
+        guest_path: format!("/output/{name}"),
+        filename: name.into(),
+        subfolder: String::new(),
+        kind: comfyhost_runtime::types::OutputKind::Image,
+        size: 3,
+        modified_ms: 1,
+        prompt_id: Some("p1".into()),
+        user: None,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn plain_output_sync_plugins_still_load_and_only_mirrors_get_deletions() {
+    use comfyhost_runtime::types::SyncOutcome;
+    let dir = tempfile::tempdir().unwrap();
+    let reg = registry(dir.path(), Store::open_in_memory().unwrap());
+    let sync_manifest = |id: &str, priority: i32| {
+        format!(
+            "id = \"{id}\"\nversion = \"0.1.0\"\nname = \"{id}\"\nwit = \"0.1.0\"\nhooks = [\"output-sync\"]\npriority = {priority}\n"
+        )
+    };
+    let plain = reg
+        .install(
+            &sync_manifest("plain", 1),
+            &common::wasm("plain-sync"),
+            None,
+        )
+        .unwrap();
+    assert_eq!(plain.state, PluginState::Enabled);
+    assert!(!plain.mirrors_removals);
+    assert!(!reg.has_enabled_mirror());
+    // With only a plain plugin, nobody is asked to delete anything.
+    assert!(reg.on_removed(&output_file("a.png")).await.is_empty());
+
+    let mirror = reg
+        .install(
+            &sync_manifest("mirror", 2),
+            &common::wasm("mirror-panicker"),
+            None,
+        )
+        .unwrap();
+    assert!(mirror.mirrors_removals);
+    assert!(reg.has_enabled_mirror());
+    // Both worlds sync.
+    let synced = reg.on_output(&output_file("a.png")).await;
+    assert_eq!(
+        synced,
+        vec![
+            (
+                "plain".to_owned(),
+                Ok(SyncOutcome::Synced("plain: /output/a.png".into()))
+            ),
+            (
+                "mirror".to_owned(),
+                Ok(SyncOutcome::Synced("mirror: /output/a.png".into()))
+            ),
+        ]
+    );
+    // Only the mirror is asked to take a deletion back; its panic is its own failure.
+    let removed = reg.on_removed(&output_file("a.png")).await;
+    assert_eq!(removed.len(), 1, "{removed:?}");
+    assert_eq!(removed[0].0, "mirror");
+    assert!(
+        matches!(&removed[0].1, Err(CallErrorKind::Trap(_))),
+        "{removed:?}"
+    );
+    assert_eq!(reg.get("mirror").unwrap().stats.failures, 1);
+    // ...and the registry goes on serving both.
+    assert_eq!(reg.on_output(&output_file("b.png")).await.len(), 2);
+}

@@ -17,6 +17,11 @@ pub enum OutputState {
     Done,
     /// The source disappeared before it was synced (never deleted by us).
     Gone,
+    /// Synced, then deleted at the source: waiting for the output-mirror chain to take back
+    /// the destination copies.
+    Removing,
+    /// The output-mirror chain finished with a deleted file.
+    Removed,
 }
 
 impl OutputState {
@@ -25,6 +30,8 @@ impl OutputState {
             OutputState::Pending => "pending",
             OutputState::Done => "done",
             OutputState::Gone => "gone",
+            OutputState::Removing => "removing",
+            OutputState::Removed => "removed",
         }
     }
 
@@ -32,6 +39,8 @@ impl OutputState {
         match s {
             "done" => OutputState::Done,
             "gone" => OutputState::Gone,
+            "removing" => OutputState::Removing,
+            "removed" => OutputState::Removed,
             _ => OutputState::Pending,
         }
     }
@@ -75,6 +84,9 @@ pub struct OutputBacklog {
     pub oldest_pending_ms: Option<i64>,
     pub done: u64,
     pub gone: u64,
+    /// Deleted at the source, destination copies not yet taken back.
+    pub removing: u64,
+    pub removed: u64,
 }
 
 const COLUMNS: &str = "rel_path, prompt_id, user_id, size, modified_ms, state, attempts, \
@@ -99,17 +111,18 @@ fn row(r: &Row<'_>) -> rusqlite::Result<OutputRow> {
 
 impl Store {
     /// Records a file. New file: pending, due now. Known file with a different size or mtime
-    /// (rewritten): pending again. Known identical file: only fills a missing owner (a job end
-    /// arriving after a full pass found the file); its state is left alone. Returns true when
-    /// the file is (newly) pending.
+    /// (rewritten), or one recorded as deleted (`removing`/`removed`: it is back): pending
+    /// again. Known identical file: only fills a missing owner (a job end arriving after a full
+    /// pass found the file); its state is left alone. Returns true when the file is (newly)
+    /// pending.
     pub fn output_enqueue(&self, f: &NewOutput, now_ms: i64) -> Result<bool, StoreError> {
         let mut conn = self.conn();
         let tx = conn.transaction()?;
-        let existing: Option<(i64, i64)> = tx
+        let existing: Option<(i64, i64, String)> = tx
             .query_row(
-                "SELECT size, modified_ms FROM output_files WHERE rel_path = ?1",
+                "SELECT size, modified_ms, state FROM output_files WHERE rel_path = ?1",
                 [&f.rel_path],
-                |r| Ok((r.get(0)?, r.get(1)?)),
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
             )
             .optional()?;
         let size = i64::try_from(f.size).unwrap_or(i64::MAX);
@@ -123,7 +136,14 @@ impl Store {
                 )?;
                 true
             }
-            Some((s, m)) if s != size || m != f.modified_ms => {
+            Some((s, m, st))
+                if s != size
+                    || m != f.modified_ms
+                    || matches!(
+                        OutputState::parse(&st),
+                        OutputState::Removing | OutputState::Removed
+                    ) =>
+            {
                 tx.execute(
                     "UPDATE output_files SET size = ?2, modified_ms = ?3, state = 'pending',
                          attempts = 0, next_attempt_ms = ?4, last_error = NULL, enqueued_ms = ?4,
@@ -167,11 +187,13 @@ impl Store {
             .optional()?)
     }
 
-    /// Pending rows due at `now_ms`, earliest first.
+    /// Rows waiting for the chain (`pending` to sync, `removing` to take back) due at
+    /// `now_ms`, earliest first.
     pub fn output_due(&self, now_ms: i64, limit: u32) -> Result<Vec<OutputRow>, StoreError> {
         let conn = self.conn();
         let mut stmt = conn.prepare_cached(&format!(
-            "SELECT {COLUMNS} FROM output_files WHERE state = 'pending' AND next_attempt_ms <= ?1
+            "SELECT {COLUMNS} FROM output_files
+             WHERE state IN ('pending', 'removing') AND next_attempt_ms <= ?1
              ORDER BY next_attempt_ms, rel_path LIMIT ?2"
         ))?;
         let rows = stmt
@@ -183,7 +205,7 @@ impl Store {
     /// When the next pending row is due (`None`: nothing pending).
     pub fn output_next_due_ms(&self) -> Result<Option<i64>, StoreError> {
         Ok(self.conn().query_row(
-            "SELECT MIN(next_attempt_ms) FROM output_files WHERE state = 'pending'",
+            "SELECT MIN(next_attempt_ms) FROM output_files WHERE state IN ('pending', 'removing')",
             [],
             |r| r.get(0),
         )?)
@@ -197,6 +219,42 @@ impl Store {
     /// The source disappeared before it was synced.
     pub fn output_mark_gone(&self, rel_path: &str, now_ms: i64) -> Result<(), StoreError> {
         self.set_output_final(rel_path, OutputState::Gone, now_ms)
+    }
+
+    /// The output-mirror chain finished with a deleted file.
+    pub fn output_mark_removed(&self, rel_path: &str, now_ms: i64) -> Result<(), StoreError> {
+        self.set_output_final(rel_path, OutputState::Removed, now_ms)
+    }
+
+    /// Paths of every synced (`done`) file, for the full pass to notice deletions.
+    pub fn output_synced_paths(&self) -> Result<Vec<String>, StoreError> {
+        let conn = self.conn();
+        let mut stmt =
+            conn.prepare_cached("SELECT rel_path FROM output_files WHERE state = 'done'")?;
+        let rows = stmt
+            .query_map([], |r| r.get(0))?
+            .collect::<Result<Vec<String>, _>>()?;
+        Ok(rows)
+    }
+
+    /// Synced files found deleted at the source: `removing`, due now. Rows no longer `done`
+    /// are left alone. Returns how many changed.
+    pub fn output_mark_removing(&self, paths: &[String], now_ms: i64) -> Result<u64, StoreError> {
+        let mut conn = self.conn();
+        let tx = conn.transaction()?;
+        let mut n = 0;
+        {
+            let mut stmt = tx.prepare_cached(
+                "UPDATE output_files SET state = 'removing', attempts = 0, next_attempt_ms = ?2,
+                     last_error = NULL, enqueued_ms = ?2, done_ms = NULL
+                 WHERE rel_path = ?1 AND state = 'done'",
+            )?;
+            for p in paths {
+                n += stmt.execute(params![p, now_ms])? as u64;
+            }
+        }
+        tx.commit()?;
+        Ok(n)
     }
 
     fn set_output_final(
@@ -221,7 +279,7 @@ impl Store {
     ) -> Result<(), StoreError> {
         self.conn().execute(
             "UPDATE output_files SET attempts = attempts + 1, next_attempt_ms = ?2, last_error = ?3
-             WHERE rel_path = ?1 AND state = 'pending'",
+             WHERE rel_path = ?1 AND state IN ('pending', 'removing')",
             params![rel_path, next_attempt_ms, error],
         )?;
         Ok(())
@@ -231,7 +289,7 @@ impl Store {
     pub fn output_pull_forward(&self, at_ms: i64) -> Result<u64, StoreError> {
         let n = self.conn().execute(
             "UPDATE output_files SET next_attempt_ms = ?1
-             WHERE state = 'pending' AND next_attempt_ms > ?1",
+             WHERE state IN ('pending', 'removing') AND next_attempt_ms > ?1",
             [at_ms],
         )?;
         Ok(n as u64)
@@ -245,7 +303,9 @@ impl Store {
                 COALESCE(SUM(state = 'pending' AND attempts > 0), 0),
                 MIN(CASE WHEN state = 'pending' THEN enqueued_ms END),
                 COALESCE(SUM(state = 'done'), 0),
-                COALESCE(SUM(state = 'gone'), 0)
+                COALESCE(SUM(state = 'gone'), 0),
+                COALESCE(SUM(state = 'removing'), 0),
+                COALESCE(SUM(state = 'removed'), 0)
              FROM output_files",
             [],
             |r| {
@@ -255,6 +315,8 @@ impl Store {
                     oldest_pending_ms: r.get(2)?,
                     done: r.get::<_, i64>(3)?.max(0) as u64,
                     gone: r.get::<_, i64>(4)?.max(0) as u64,
+                    removing: r.get::<_, i64>(5)?.max(0) as u64,
+                    removed: r.get::<_, i64>(6)?.max(0) as u64,
                 })
             },
         )?)
@@ -332,7 +394,9 @@ mod tests {
                 retrying: 1,
                 oldest_pending_ms: Some(100),
                 done: 1,
-                gone: 1
+                gone: 1,
+                removing: 0,
+                removed: 0,
             }
         );
         assert_eq!(s.output_next_due_ms().unwrap(), Some(5000));
@@ -347,6 +411,39 @@ mod tests {
         // Retry of a finished row changes nothing.
         s.output_mark_retry("b", 9, "x").unwrap();
         assert_eq!(s.output_get("b").unwrap().unwrap().attempts, 0);
+    }
+
+    #[test]
+    fn deleted_sources_go_through_removing_and_come_back() {
+        let s = Store::open_in_memory().unwrap();
+        for name in ["a", "b", "c"] {
+            s.output_enqueue(&new(name, Some("u"), 1, 1), 10).unwrap();
+        }
+        s.output_mark_done("a", 20).unwrap();
+        s.output_mark_done("b", 20).unwrap();
+        let mut synced = s.output_synced_paths().unwrap();
+        synced.sort();
+        assert_eq!(synced, ["a", "b"]);
+        // Only synced rows turn `removing`; "c" is still pending.
+        let paths = vec!["a".to_owned(), "c".to_owned()];
+        assert_eq!(s.output_mark_removing(&paths, 30).unwrap(), 1);
+        let a = s.output_get("a").unwrap().unwrap();
+        assert_eq!((a.state, a.next_attempt_ms), (OutputState::Removing, 30));
+        // Removals are due like uploads, and retried like them.
+        let due: Vec<_> = s.output_due(30, 10).unwrap();
+        assert_eq!(due.iter().filter(|r| r.rel_path == "a").count(), 1);
+        s.output_mark_retry("a", 99, "network: down").unwrap();
+        assert_eq!(s.output_get("a").unwrap().unwrap().attempts, 1);
+        assert_eq!(s.output_backlog().unwrap().removing, 1);
+        s.output_mark_removed("a", 100).unwrap();
+        let b = s.output_backlog().unwrap();
+        assert_eq!((b.removing, b.removed, b.done), (0, 1, 1));
+        // The same file written again (same size and time, even) is synced again.
+        assert!(s.output_enqueue(&new("a", None, 1, 1), 200).unwrap());
+        assert_eq!(
+            s.output_get("a").unwrap().unwrap().state,
+            OutputState::Pending
+        );
     }
 
     #[test]

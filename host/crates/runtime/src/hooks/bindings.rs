@@ -77,6 +77,21 @@ pub mod output_sync {
     });
 }
 
+/// `output-sync-mirror-plugin` world: `output-sync` plus `output-mirror`.
+pub mod output_sync_mirror {
+    wasmtime::component::bindgen!({
+        path: "../../../wit",
+        world: "output-sync-mirror-plugin",
+        imports: { default: async | trappable },
+        exports: { default: async },
+        additional_derives: [PartialEq],
+        with: {
+            "comfyhost:plugin/host": super::queue_router::comfyhost::plugin::host,
+            "comfyhost:plugin/types": super::queue_router::comfyhost::plugin::types,
+        },
+    });
+}
+
 /// The shared `host` import interface.
 pub use queue_router::comfyhost::plugin::host as host_api;
 /// The shared `types` interface.

@@ -3,6 +3,8 @@
 use super::bindings::wit_types as wt;
 use super::bindings::{
     output_sync::exports::comfyhost::plugin::output_sync as os,
+    output_sync_mirror::exports::comfyhost::plugin::output_mirror as om,
+    output_sync_mirror::exports::comfyhost::plugin::output_sync as osm,
     preset_resolver::exports::comfyhost::plugin::preset_resolver as pr,
     prompt_transform::exports::comfyhost::plugin::prompt_transform as pt,
     queue_router::exports::comfyhost::plugin::queue_router as qr,
@@ -197,16 +199,16 @@ pub(crate) fn resolution(r: pr::Resolution) -> Resolution {
     }
 }
 
-pub(crate) fn output_file(f: &OutputFile) -> os::OutputFile {
-    os::OutputFile {
+pub(crate) fn output_file(f: &OutputFile) -> wt::OutputFile {
+    wt::OutputFile {
         guest_path: f.guest_path.clone(),
         filename: f.filename.clone(),
         subfolder: f.subfolder.clone(),
         kind: match f.kind {
-            OutputKind::Image => os::OutputKind::Image,
-            OutputKind::Video => os::OutputKind::Video,
-            OutputKind::Audio => os::OutputKind::Audio,
-            OutputKind::Other => os::OutputKind::Other,
+            OutputKind::Image => wt::OutputKind::Image,
+            OutputKind::Video => wt::OutputKind::Video,
+            OutputKind::Audio => wt::OutputKind::Audio,
+            OutputKind::Other => wt::OutputKind::Other,
         },
         size: f.size,
         modified_ms: f.modified_ms,
@@ -220,5 +222,22 @@ pub(crate) fn sync_outcome(o: os::SyncOutcome) -> SyncOutcome {
         os::SyncOutcome::Synced(m) => SyncOutcome::Synced(m),
         os::SyncOutcome::Skipped(m) => SyncOutcome::Skipped(m),
         os::SyncOutcome::RetryLater(m) => SyncOutcome::RetryLater(m),
+    }
+}
+
+/// The same variant as generated for the mirror world.
+pub(crate) fn mirror_sync_outcome(o: osm::SyncOutcome) -> SyncOutcome {
+    match o {
+        osm::SyncOutcome::Synced(m) => SyncOutcome::Synced(m),
+        osm::SyncOutcome::Skipped(m) => SyncOutcome::Skipped(m),
+        osm::SyncOutcome::RetryLater(m) => SyncOutcome::RetryLater(m),
+    }
+}
+
+pub(crate) fn removal_outcome(o: om::RemovalOutcome) -> RemovalOutcome {
+    match o {
+        om::RemovalOutcome::Removed(m) => RemovalOutcome::Removed(m),
+        om::RemovalOutcome::Kept(m) => RemovalOutcome::Kept(m),
+        om::RemovalOutcome::RetryLater(m) => RemovalOutcome::RetryLater(m),
     }
 }

@@ -24,6 +24,8 @@ pub(crate) enum WorldPre {
     StatusOverlay(bindings::status_overlay::StatusOverlayPluginPre<PluginState>),
     PresetResolver(bindings::preset_resolver::PresetResolverPluginPre<PluginState>),
     OutputSync(bindings::output_sync::OutputSyncPluginPre<PluginState>),
+    /// An output-sync plugin that also exports `output-mirror`.
+    OutputSyncMirror(bindings::output_sync_mirror::OutputSyncMirrorPluginPre<PluginState>),
 }
 
 impl WorldPre {
@@ -45,10 +47,22 @@ impl WorldPre {
             HookKind::PresetResolver => Self::PresetResolver(
                 bindings::preset_resolver::PresetResolverPluginPre::new(pre)?,
             ),
+            // The richer world first: a component that exports `output-mirror` too gets
+            // deletions; one that does not is a plain output-sync plugin.
             HookKind::OutputSync => {
-                Self::OutputSync(bindings::output_sync::OutputSyncPluginPre::new(pre)?)
+                match bindings::output_sync_mirror::OutputSyncMirrorPluginPre::new(pre.clone()) {
+                    Ok(mirror) => Self::OutputSyncMirror(mirror),
+                    Err(_) => {
+                        Self::OutputSync(bindings::output_sync::OutputSyncPluginPre::new(pre)?)
+                    }
+                }
             }
         })
+    }
+
+    /// True when the component exports `output-mirror`.
+    pub(crate) fn mirrors_removals(&self) -> bool {
+        matches!(self, Self::OutputSyncMirror(_))
     }
 }
 
@@ -157,13 +171,42 @@ impl CompiledPlugin {
         env: &CallEnv,
         file: &OutputFile,
     ) -> Result<SyncOutcome, CallErrorKind> {
-        let WorldPre::OutputSync(pre) = &self.pre else {
-            return Err(wrong_hook(self, HookKind::OutputSync));
+        let file = convert::output_file(file);
+        match &self.pre {
+            WorldPre::OutputSync(pre) => {
+                let r = guarded_call!(env, pre, |store, inst| inst
+                    .comfyhost_plugin_output_sync()
+                    .call_on_output(&mut store, &file));
+                r.map(convert::sync_outcome).map_err(convert::plugin_error)
+            }
+            WorldPre::OutputSyncMirror(pre) => {
+                let r = guarded_call!(env, pre, |store, inst| inst
+                    .comfyhost_plugin_output_sync()
+                    .call_on_output(&mut store, &file));
+                r.map(convert::mirror_sync_outcome)
+                    .map_err(convert::plugin_error)
+            }
+            _ => Err(wrong_hook(self, HookKind::OutputSync)),
+        }
+    }
+
+    /// `output-mirror.on-removed` (only plugins of the `output-sync-mirror-plugin` world).
+    pub async fn on_removed(
+        &self,
+        env: &CallEnv,
+        file: &OutputFile,
+    ) -> Result<RemovalOutcome, CallErrorKind> {
+        let WorldPre::OutputSyncMirror(pre) = &self.pre else {
+            return Err(CallErrorKind::Unavailable(format!(
+                "plugin compiled for hook {} does not export output-mirror",
+                self.hook
+            )));
         };
         let file = convert::output_file(file);
         let r = guarded_call!(env, pre, |store, inst| inst
-            .comfyhost_plugin_output_sync()
-            .call_on_output(&mut store, &file));
-        r.map(convert::sync_outcome).map_err(convert::plugin_error)
+            .comfyhost_plugin_output_mirror()
+            .call_on_removed(&mut store, &file));
+        r.map(convert::removal_outcome)
+            .map_err(convert::plugin_error)
     }
 }

@@ -12,7 +12,7 @@ use crate::manifest::HookKind;
 use crate::sandbox::CallEnv;
 use crate::types::{
     BackendStatus, ExecutionEvent, InstalledFolder, JobContext, OutputFile, OverlayUpdate,
-    Resolution, Route, Submission, SyncOutcome, TransformResult,
+    RemovalOutcome, Resolution, Route, Submission, SyncOutcome, TransformResult,
 };
 use crate::{CallErrorKind, RuntimeError};
 
@@ -37,6 +37,10 @@ pub enum HookInput<'a> {
     Output {
         file: &'a OutputFile,
     },
+    /// `output-mirror.on-removed` (an output-sync plugin that mirrors deletions).
+    Removed {
+        file: &'a OutputFile,
+    },
 }
 
 impl HookInput<'_> {
@@ -47,7 +51,7 @@ impl HookInput<'_> {
             HookInput::Transform { .. } => HookKind::PromptTransform,
             HookInput::Event { .. } => HookKind::StatusOverlay,
             HookInput::Resolve { .. } => HookKind::PresetResolver,
-            HookInput::Output { .. } => HookKind::OutputSync,
+            HookInput::Output { .. } | HookInput::Removed { .. } => HookKind::OutputSync,
         }
     }
 }
@@ -60,6 +64,7 @@ pub enum HookOutput {
     Event(Option<OverlayUpdate>),
     Resolve(Resolution),
     Output(SyncOutcome),
+    Removed(RemovalOutcome),
 }
 
 /// One compiled plugin component.
@@ -68,6 +73,10 @@ pub trait PluginCode: Send + Sync + 'static {
     fn sha256(&self) -> &str;
     /// The hook world it implements.
     fn hook(&self) -> HookKind;
+    /// True for an output-sync component that also exports `output-mirror`.
+    fn mirrors_removals(&self) -> bool {
+        false
+    }
     /// Runs one call in a fresh sandbox described by `env`.
     fn call<'a>(
         &'a self,
@@ -107,6 +116,10 @@ impl PluginCode for CompiledPlugin {
         self.hook
     }
 
+    fn mirrors_removals(&self) -> bool {
+        self.pre.mirrors_removals()
+    }
+
     fn call<'a>(
         &'a self,
         env: &'a CallEnv,
@@ -137,6 +150,9 @@ impl PluginCode for CompiledPlugin {
                     .map(HookOutput::Resolve),
                 HookInput::Output { file } => {
                     self.on_output(env, file).await.map(HookOutput::Output)
+                }
+                HookInput::Removed { file } => {
+                    self.on_removed(env, file).await.map(HookOutput::Removed)
                 }
             }
         })

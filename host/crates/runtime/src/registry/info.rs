@@ -35,6 +35,9 @@ pub struct PluginInfo {
     pub version: String,
     pub sha256: String,
     pub hooks: Vec<HookKind>,
+    /// An output-sync plugin that also exports `output-mirror` (deletes destination copies of
+    /// outputs removed at the source).
+    pub mirrors_removals: bool,
     pub priority: i32,
     /// The admin's enabled flag (a plugin may be enabled yet not run, see `state`).
     pub enabled: bool,
@@ -60,6 +63,7 @@ impl PluginInfo {
             version: String::new(),
             sha256: String::new(),
             hooks: Vec::new(),
+            mirrors_removals: false,
             priority: 0,
             enabled: false,
             state: PluginState::Broken(error.clone()),

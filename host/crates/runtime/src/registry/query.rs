@@ -12,4 +12,14 @@ impl super::PluginRegistry {
             l.code.hook() == hook && super::state_of(s, &l) == PluginState::Enabled
         })
     }
+
+    /// True when an enabled output-sync plugin mirrors deletions (`output-mirror`).
+    pub fn has_enabled_mirror(&self) -> bool {
+        self.inner.slots.read().values().any(|s| {
+            let l = s.current.load();
+            l.code.hook() == HookKind::OutputSync
+                && l.code.mirrors_removals()
+                && super::state_of(s, &l) == PluginState::Enabled
+        })
+    }
 }

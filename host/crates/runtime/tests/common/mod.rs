@@ -17,7 +17,9 @@ use comfyhost_runtime::sandbox::CallEnv;
 use comfyhost_runtime::types::Submission;
 
 /// Test plugins under `tests/hostile-plugins/`, by directory name.
-pub const PLUGINS: [&str; 7] = [
+pub const PLUGINS: [&str; 9] = [
+    "plain-sync",
+    "mirror-panicker",
     "spin-loop",
     "memory-bomb",
     "fs-escape",
