@@ -222,30 +222,33 @@ impl JobTracker {
     /// queue, so the job ends now, with ComfyUI's answer, instead of being reported lost later.
     pub fn rejected_by_comfyui(&self, prompt_id: &str, answer: &Value) {
         self.inner.in_flight.lock().remove(prompt_id);
-        self.inner.fair.done(prompt_id);
-        let now = now_ms();
-        let record = JobRecord {
-            finished_ms: Some(now),
-            error_json: Some(json!({"type": "comfyui_rejected", "answer": answer}).to_string()),
-            ..record(prompt_id, None, "rejected", now)
-        };
-        if let Err(e) = self.inner.store.upsert_job(&record) {
-            tracing::error!(prompt_id, error = %e, "cannot record a refused job");
-        }
+        let error = json!({"type": "comfyui_rejected", "answer": answer});
+        self.end_rejected(prompt_id, None, None, &error);
     }
 
     /// A prompt refused by the host (plugin rejection or failure); never reaches ComfyUI.
     pub fn refused(&self, prompt_id: &str, client_id: Option<&str>, error: &Value) {
+        self.end_rejected(prompt_id, client_id, Some("reject"), error);
+    }
+
+    /// Records a job that ends `rejected` now, before it ever ran.
+    fn end_rejected(
+        &self,
+        prompt_id: &str,
+        client_id: Option<&str>,
+        route: Option<&str>,
+        error: &Value,
+    ) {
         self.inner.fair.done(prompt_id);
         let now = now_ms();
         let record = JobRecord {
-            route: Some("reject".into()),
+            route: route.map(str::to_owned),
             finished_ms: Some(now),
             error_json: Some(error.to_string()),
             ..record(prompt_id, client_id, "rejected", now)
         };
         if let Err(e) = self.inner.store.upsert_job(&record) {
-            tracing::error!(prompt_id, error = %e, "cannot record refused job");
+            tracing::error!(prompt_id, error = %e, "cannot record a rejected job");
         }
     }
 

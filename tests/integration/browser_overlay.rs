@@ -10,22 +10,10 @@ use std::time::Duration;
 
 use serde_json::json;
 use support::browser::{self, Browser};
-use support::wasm::{build_component, workspace_root};
+use support::wasm::first_party_plugin;
 use support::{ADMIN_TOKEN, Host, empty_image_workflow};
 
 const BANNER_TEXT: &str = "(document.getElementById('comfyhost-overlay')?.innerText || '')";
-
-fn overlay_plugin(root: &std::path::Path) -> std::path::PathBuf {
-    let wasm = build_component("status-overlay");
-    let dir = root.join("status-overlay");
-    std::fs::create_dir_all(&dir).expect("mkdir");
-    let src = workspace_root().join("plugins/status-overlay");
-    for f in ["plugin.toml", "config.schema.json"] {
-        std::fs::copy(src.join(f), dir.join(f)).expect("copy");
-    }
-    std::fs::copy(&wasm, dir.join("status_overlay.wasm")).expect("copy wasm");
-    dir
-}
 
 async fn queue_from_page(b: &mut Browser, workflow: serde_json::Value) {
     let expr = format!(
@@ -41,7 +29,7 @@ async fn the_banner_follows_a_workflow_queued_in_the_real_frontend() {
     };
     let plugins = tempfile::tempdir().expect("tmp");
     let host = Host::builder()
-        .plugin_dir(overlay_plugin(plugins.path()))
+        .plugin_dir(first_party_plugin("status-overlay", plugins.path()))
         .arg("--comfyui-arg")
         .arg(format!(
             "--front-end-root {} --sim-node-delay-ms 700",

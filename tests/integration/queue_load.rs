@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use futures::StreamExt;
 use serde_json::{Value, json};
 use support::remote::{RemoteSim, backends_file};
-use support::wasm::{build_component, workspace_root};
+use support::wasm::first_party_plugin;
 use support::{ADMIN_TOKEN, Host, empty_image_workflow};
 use tokio_tungstenite::tungstenite::Message;
 
@@ -47,18 +47,8 @@ async fn twenty_users_five_prompts_two_backends_nothing_lost() {
             b.url()
         ),
     );
-    let wasm = build_component("queue-redirect");
     let plugin = tempfile::tempdir().expect("tmp");
-    let dir = plugin.path().join("queue-redirect");
-    std::fs::create_dir_all(&dir).expect("mkdir");
-    for f in ["plugin.toml", "config.schema.json"] {
-        std::fs::copy(
-            workspace_root().join("plugins/queue-redirect").join(f),
-            dir.join(f),
-        )
-        .expect("copy");
-    }
-    std::fs::copy(&wasm, dir.join("queue_redirect.wasm")).expect("copy");
+    let dir = first_party_plugin("queue-redirect", plugin.path());
     let host = Host::builder()
         .plugin_dir(dir)
         .arg("--backends")

@@ -13,7 +13,7 @@ use serde_json::{Value, json};
 use support::remote::{
     FakeRunpod, RemoteSim, RunpodBehaviour, backends_file, black_hole_comfyui, hollow_comfyui,
 };
-use support::wasm::{build_component, workspace_root};
+use support::wasm::first_party_plugin;
 use support::{ADMIN_TOKEN, Host, empty_image_workflow};
 use tokio_tungstenite::tungstenite::Message;
 
@@ -24,15 +24,8 @@ const FAST_TIMINGS: &str = "[timings]\nhealth_every_ms = 200\npoll_every_ms = 10
 
 /// The queue-redirect plugin as a drop-in directory.
 fn redirect_plugin() -> (tempfile::TempDir, std::path::PathBuf) {
-    let wasm = build_component("queue-redirect");
     let tmp = tempfile::tempdir().expect("tempdir");
-    let dir = tmp.path().join("queue-redirect");
-    std::fs::create_dir_all(&dir).expect("mkdir");
-    let src = workspace_root().join("plugins/queue-redirect");
-    for f in ["plugin.toml", "config.schema.json"] {
-        std::fs::copy(src.join(f), dir.join(f)).expect("copy");
-    }
-    std::fs::copy(&wasm, dir.join("queue_redirect.wasm")).expect("copy wasm");
+    let dir = first_party_plugin("queue-redirect", tmp.path());
     (tmp, dir)
 }
 

@@ -11,24 +11,12 @@ use std::time::{Duration, Instant};
 use futures::StreamExt;
 use serde_json::{Value, json};
 use support::remote::{RemoteSim, backends_file};
-use support::wasm::{build_component, workspace_root};
+use support::wasm::first_party_plugin;
 use support::{ADMIN_TOKEN, Host, empty_image_workflow};
 use tokio_tungstenite::tungstenite::Message;
 
 type Ws =
     tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
-
-fn first_party(pkg: &str, id: &str, root: &std::path::Path) -> std::path::PathBuf {
-    let wasm = build_component(pkg);
-    let dir = root.join(id);
-    std::fs::create_dir_all(&dir).expect("mkdir");
-    let src = workspace_root().join("plugins").join(pkg);
-    for f in ["plugin.toml", "config.schema.json"] {
-        std::fs::copy(src.join(f), dir.join(f)).expect("copy");
-    }
-    std::fs::copy(&wasm, dir.join(wasm.file_name().expect("name"))).expect("copy wasm");
-    dir
-}
 
 async fn connect(host: &Host, client_id: &str) -> Ws {
     let (mut ws, _) =
@@ -105,8 +93,8 @@ async fn extensions(host: &Host) -> Vec<String> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn overlay_updates_reach_their_own_browser_with_honest_text() {
     let plugins = tempfile::tempdir().expect("tmp");
-    let overlay_dir = first_party("status-overlay", "status-overlay", plugins.path());
-    let router_dir = first_party("queue-redirect", "queue-redirect", plugins.path());
+    let overlay_dir = first_party_plugin("status-overlay", plugins.path());
+    let router_dir = first_party_plugin("queue-redirect", plugins.path());
     let remote = RemoteSim::start(&[]).await;
     let cfg = tempfile::tempdir().expect("tmp");
     let file = backends_file(

@@ -46,15 +46,9 @@ impl FakeOpenAi {
         let app = Router::new()
             .route("/v1/chat/completions", post(completions))
             .with_state(shared.clone());
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind");
-        let addr = listener.local_addr().expect("addr");
-        tokio::spawn(async move {
-            let _ = axum::serve(listener, app).await;
-        });
+        let (port, _task) = crate::support::serve_on_free_port(app).await;
         FakeOpenAi {
-            origin: format!("http://127.0.0.1:{}", addr.port()),
+            origin: format!("http://127.0.0.1:{port}"),
             shared,
         }
     }

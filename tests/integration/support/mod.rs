@@ -304,3 +304,15 @@ pub fn models_dir_with_checkpoint() -> tempfile::TempDir {
     .expect("write");
     dir
 }
+
+/// Serves `app` on a free loopback port until the returned task is aborted or the test ends.
+pub async fn serve_on_free_port(app: axum::Router) -> (u16, tokio::task::JoinHandle<()>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    let task = tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    (port, task)
+}

@@ -48,15 +48,9 @@ impl RangeServer {
         let app = Router::new()
             .route("/files/{name}", get(serve))
             .with_state(shared.clone());
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind");
-        let addr = listener.local_addr().expect("addr");
-        tokio::spawn(async move {
-            let _ = axum::serve(listener, app).await;
-        });
+        let (port, _task) = crate::support::serve_on_free_port(app).await;
         RangeServer {
-            base: format!("http://127.0.0.1:{}", addr.port()),
+            base: format!("http://127.0.0.1:{port}"),
             shared,
         }
     }

@@ -389,13 +389,7 @@ impl FakeRunpod {
             .route("/v2/fake-endpoint/cancel/{id}", post(cancel))
             .route("/v2/fake-endpoint/health", get(health))
             .with_state(st);
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind");
-        let port = listener.local_addr().expect("addr").port();
-        let task = tokio::spawn(async move {
-            let _ = axum::serve(listener, app).await;
-        });
+        let (port, task) = super::serve_on_free_port(app).await;
         Self {
             port,
             runs,
@@ -408,9 +402,17 @@ impl FakeRunpod {
 /// A "ComfyUI" that accepts every prompt and then forgets it, like a backend behind a proxy
 /// that drops requests or one that restarted right after answering.
 pub async fn black_hole_comfyui() -> (u16, tokio::task::JoinHandle<()>) {
+    use axum::Json;
+    use axum::routing::get;
+    super::serve_on_free_port(accepting_comfyui(get(|| async { Json(json!({})) }))).await
+}
+
+/// A "ComfyUI" that accepts every prompt, has an empty queue, no WebSocket, and answers
+/// `/history/{id}` with `history`.
+fn accepting_comfyui(history: axum::routing::MethodRouter) -> axum::Router {
     use axum::routing::{get, post};
     use axum::{Json, Router};
-    let app = Router::new()
+    Router::new()
         .route(
             "/prompt",
             post(|Json(b): Json<Value>| async move {
@@ -421,55 +423,25 @@ pub async fn black_hole_comfyui() -> (u16, tokio::task::JoinHandle<()>) {
             "/queue",
             get(|| async { Json(json!({"queue_running": [], "queue_pending": []})) }),
         )
-        .route("/history/{id}", get(|| async { Json(json!({})) }))
-        .route("/ws", get(|| async { axum::http::StatusCode::NOT_FOUND }));
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let port = listener.local_addr().expect("addr").port();
-    let task = tokio::spawn(async move {
-        let _ = axum::serve(listener, app).await;
-    });
-    (port, task)
+        .route("/history/{id}", history)
+        .route("/ws", get(|| async { axum::http::StatusCode::NOT_FOUND }))
 }
 
 /// A "ComfyUI" that accepts every prompt and reports it a success with no outputs at all, as
 /// a misconfigured backend (outputs to a node the host cannot see) would.
 pub async fn hollow_comfyui() -> (u16, tokio::task::JoinHandle<()>) {
+    use axum::Json;
     use axum::extract::Path;
-    use axum::routing::{get, post};
-    use axum::{Json, Router};
-    let app = Router::new()
-        .route(
-            "/prompt",
-            post(|Json(b): Json<Value>| async move {
-                Json(json!({"prompt_id": b["prompt_id"], "number": 0, "node_errors": {}}))
-            }),
-        )
-        .route(
-            "/queue",
-            get(|| async { Json(json!({"queue_running": [], "queue_pending": []})) }),
-        )
-        .route(
-            "/history/{id}",
-            get(|Path(id): Path<String>| async move {
-                Json(json!({ id: {
-                    "prompt": [0, "", {}, {}, []],
-                    "outputs": {},
-                    "status": {"status_str": "success", "completed": true, "messages": []},
-                    "meta": {}
-                }}))
-            }),
-        )
-        .route("/ws", get(|| async { axum::http::StatusCode::NOT_FOUND }));
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let port = listener.local_addr().expect("addr").port();
-    let task = tokio::spawn(async move {
-        let _ = axum::serve(listener, app).await;
+    use axum::routing::get;
+    let history = get(|Path(id): Path<String>| async move {
+        Json(json!({ id: {
+            "prompt": [0, "", {}, {}, []],
+            "outputs": {},
+            "status": {"status_str": "success", "completed": true, "messages": []},
+            "meta": {}
+        }}))
     });
-    (port, task)
+    super::serve_on_free_port(accepting_comfyui(history)).await
 }
 
 /// Writes a backends file and returns its path (inside `dir`).

@@ -42,6 +42,22 @@ pub fn build_component(package: &str) -> PathBuf {
     file
 }
 
+/// A first-party plugin (`plugins/<package>`) as an admin drops it in: `<root>/<package>/` with
+/// its own `plugin.toml`, `config.schema.json` (when it has one) and the freshly built component.
+pub fn first_party_plugin(package: &str, root: &std::path::Path) -> PathBuf {
+    let wasm = build_component(package);
+    let dir = root.join(package);
+    std::fs::create_dir_all(&dir).expect("mkdir");
+    let src = workspace_root().join("plugins").join(package);
+    for f in ["plugin.toml", "config.schema.json"] {
+        if src.join(f).exists() {
+            std::fs::copy(src.join(f), dir.join(f)).expect("copy plugin file");
+        }
+    }
+    std::fs::copy(&wasm, dir.join(wasm.file_name().expect("wasm name"))).expect("copy wasm");
+    dir
+}
+
 /// A drop-in plugin directory: `<tmp>/<id>/plugin.toml` + the component.
 pub fn plugin_dir(package: &str, manifest: &str) -> (tempfile::TempDir, PathBuf) {
     let wasm = build_component(package);
