@@ -115,7 +115,17 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         overlay.clone(),
         models.clone(),
     );
-    let proxy = build_proxy(&args, &supervisor, interceptor.clone(), overlay.clone())?;
+    let executed = crate::outputs::executed_tap::ExecutedTap::spawn(
+        outputs.clone(),
+        jobs.clone(),
+        cancel.child_token(),
+    );
+    let proxy = build_proxy(
+        &args,
+        &supervisor,
+        interceptor.clone(),
+        vec![Arc::new(overlay.clone()), Arc::new(executed)],
+    )?;
     overlay.set_proxy(proxy.clone());
     jobs.spawn(&supervisor, proxy.clone(), cancel.child_token());
     outputs.spawn(&jobs, cancel.child_token());
@@ -185,7 +195,7 @@ fn build_proxy(
     args: &RunArgs,
     supervisor: &Arc<Supervisor>,
     interceptor: Arc<PluginInterceptor>,
-    overlay: OverlayDriver,
+    taps: Vec<Arc<dyn comfyhost_proxy::WsTap>>,
 ) -> anyhow::Result<ProxyState> {
     let base = supervisor.base_url();
     let authority = base
@@ -202,7 +212,11 @@ fn build_proxy(
         config = config.with_prefix(&prefix)?;
     }
     let sup = supervisor.clone();
-    let state = ProxyState::builder(config)
+    let mut builder = ProxyState::builder(config);
+    for tap in taps {
+        builder = builder.tap(tap);
+    }
+    let state = builder
         .upstream_state(move || {
             let status = sup.status();
             let mut snap = UpstreamSnapshot::new(format!("{:?}", status.state).to_lowercase());
@@ -214,7 +228,6 @@ fn build_proxy(
             snap
         })
         .interceptor(interceptor)
-        .tap(Arc::new(overlay))
         .build()?;
     Ok(state)
 }

@@ -170,8 +170,14 @@ struct RunningHost {
 
 impl RunningHost {
     async fn start(data_dir: &Path, env: &[(String, String)]) -> RunningHost {
+        Self::start_with(data_dir, env, &[]).await
+    }
+
+    /// Like [`RunningHost::start`], with extra `comfyhost run` arguments.
+    async fn start_with(data_dir: &Path, env: &[(String, String)], args: &[&str]) -> RunningHost {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_comfyhost"));
         cmd.arg("run")
+            .args(args)
             .args(["--listen", "127.0.0.1:0"])
             .arg("--data-dir")
             .arg(data_dir)
@@ -853,4 +859,83 @@ async fn a_deleted_output_is_deleted_from_s3_when_mirrored() {
     )
     .await;
     assert_eq!(h["plugins"][0]["removed"], 1, "{h:#}");
+}
+
+// ----- owners ------------------------------------------------------------------------------------
+
+#[tokio::test]
+async fn outputs_announced_before_the_host_dies_keep_their_owner() {
+    let data = tempfile::tempdir().unwrap();
+    let dest = tempfile::tempdir().unwrap();
+    install_plugin(data.path(), None, Some(dest.path()));
+    let env = host_env(0);
+    // 1.5 s per node: the first save is announced seconds before the job could end.
+    let mut host = RunningHost::start_with(
+        data.path(),
+        &env,
+        &["--comfyui-arg", "--sim-node-delay-ms 1500"],
+    )
+    .await;
+    approve(
+        &host,
+        json!({"min_age_ms": 0, "destinations": [{"name": "nas", "kind": "dir", "path": "/sync"}]}),
+    )
+    .await;
+    let alice = host.create_user("alice").await;
+    // A browser socket for the client, as the ComfyUI page keeps open.
+    let ws_url = format!(
+        "{}/ws?clientId=itest-owner",
+        host.base.replacen("http://", "ws://", 1)
+    );
+    let (_ws, _) = tokio_tungstenite::connect_async(ws_url).await.expect("ws");
+    let workflow = json!({
+        "1": {"class_type": "EmptyImage", "inputs": {"width": 64, "height": 64, "batch_size": 1, "color": 0}},
+        "2": {"class_type": "SaveImage", "inputs": {"images": ["1", 0], "filename_prefix": "owned"}},
+        "3": {"class_type": "EmptyImage", "inputs": {"width": 64, "height": 64, "batch_size": 1, "color": 9}},
+        "4": {"class_type": "SaveImage", "inputs": {"images": ["3", 0], "filename_prefix": "later"}}
+    });
+    let r = reqwest::Client::new()
+        .post(format!("{}/prompt", host.base))
+        .bearer_auth(&alice)
+        .json(&json!({"prompt": workflow, "client_id": "itest-owner"}))
+        .send()
+        .await
+        .expect("submit");
+    assert_eq!(r.status(), 200, "{}", r.text().await.unwrap_or_default());
+    // The first save is on record (with its owner) while the job still runs: one file on disk.
+    wait_for(
+        "the first output on record",
+        Duration::from_secs(30),
+        async || {
+            let h = host.get("/comfyhost/api/outputs").await;
+            let b = &h["backlog"];
+            let rows = b["pending"].as_u64().unwrap_or(0) + b["done"].as_u64().unwrap_or(0);
+            (rows >= 1).then_some(())
+        },
+    )
+    .await;
+    let on_disk = files_under(&output_dir(data.path()));
+    assert_eq!(
+        on_disk.len(),
+        1,
+        "recorded only at the job's end: {on_disk:?}"
+    );
+    // The host dies (and ComfyUI with it) before the job ends.
+    host.kill();
+
+    let host = RunningHost::start(data.path(), &env).await;
+    let synced = wait_for("the output synced", Duration::from_secs(60), async || {
+        let f = files_under(dest.path());
+        (!f.is_empty()).then_some(f)
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(3)).await; // a full pass later
+    let after = files_under(dest.path());
+    assert_eq!(after, synced);
+    assert_eq!(after.len(), 1, "{after:?}");
+    assert!(
+        after[0].starts_with("alice/"),
+        "the output lost its owner: {after:?}\n{}",
+        host.log()
+    );
 }

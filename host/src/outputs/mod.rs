@@ -1,7 +1,8 @@
 //! Output sync: every file a finished job produced (and every file a periodic full pass finds)
 //! goes through the output-sync plugin chain until each plugin synced or skipped it.
 //!
-//! - Job ends ([`JobTracker::subscribe_finished`]) queue their files with prompt and user id.
+//! - `executed` messages on browser sockets ([`executed_tap`]) and job ends
+//!   ([`JobTracker::subscribe_finished`]) queue their files with prompt and user id.
 //! - The queue lives in SQLite (`output_files`), so a host killed mid-sync resumes where it
 //!   stopped; the plugins' own records keep a resumed file from being uploaded twice.
 //! - One worker calls the chain at most `rate_per_s` times a second. A file a plugin calls
@@ -21,6 +22,7 @@
 //! the health report until an admin releases them (`POST /outputs/removals/release`).
 
 pub mod backoff;
+pub mod executed_tap;
 pub mod file;
 pub mod full_pass;
 pub mod health;
@@ -245,17 +247,29 @@ impl OutputSync {
     /// Queues the files of a finished job (with its prompt and user id). Returns how many were
     /// queued. Files outside the managed output directory are ignored.
     pub fn record_finished(&self, job: &FinishedJob) -> usize {
-        let Some(root) = &self.inner.output_dir else {
-            return 0;
-        };
         if job.status != "succeeded" {
             return 0;
         }
-        let span = tracing::info_span!("output_sync_job", prompt_id = %job.prompt_id);
+        self.record_files(&job.prompt_id, job.user_id.as_deref(), &job.outputs)
+    }
+
+    /// Queues files a job wrote (announced by a node, or listed at the job's end) with the
+    /// job's prompt and user id; a file already known only gets its missing owner filled in.
+    /// Returns how many were newly queued.
+    pub fn record_files(
+        &self,
+        prompt_id: &str,
+        user_id: Option<&str>,
+        files: &[crate::jobs::OutputRef],
+    ) -> usize {
+        let Some(root) = &self.inner.output_dir else {
+            return 0;
+        };
+        let span = tracing::info_span!("output_sync_job", prompt_id = %prompt_id);
         let _enter = span.enter();
         let now = crate::jobs::now_ms();
         let mut queued = 0;
-        for out in job.outputs.iter().filter(|o| o.folder_type == "output") {
+        for out in files.iter().filter(|o| o.folder_type == "output") {
             let Some(rel) = file::rel_path(&out.subfolder, &out.filename) else {
                 tracing::warn!(subfolder = %out.subfolder, filename = %out.filename, "output path leaves the output directory; ignored");
                 continue;
@@ -273,13 +287,14 @@ impl OutputSync {
             };
             let new = NewOutput {
                 rel_path: rel,
-                prompt_id: Some(job.prompt_id.clone()),
-                user_id: job.user_id.clone(),
+                prompt_id: Some(prompt_id.to_owned()),
+                user_id: user_id.map(str::to_owned),
                 size,
                 modified_ms: mtime,
             };
             match self.inner.store.output_enqueue(&new, now) {
-                Ok(_) => queued += 1,
+                Ok(true) => queued += 1,
+                Ok(false) => {}
                 Err(e) => tracing::error!(file = %new.rel_path, error = %e, "cannot queue output"),
             }
         }
