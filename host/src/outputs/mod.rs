@@ -359,6 +359,9 @@ impl OutputSync {
             return;
         }
         if !self.inner.plugins.has_enabled_mirror() {
+            // Nobody would act on them: nothing to hold either.
+            st.removals_held = None;
+            st.release_removals = false;
             return;
         }
         let count = vanished.len() as u64;
