@@ -25,6 +25,9 @@ pub(super) enum Round {
     Gone,
     /// Only this file must wait (still being written).
     RetryFile(String),
+    /// A plugin made progress on this file (a large upload advanced): call again at once, no
+    /// backoff, not a failure.
+    InProgress(String),
     /// A destination failed: hold the whole queue back.
     Outage(ErrorType, String),
 }
@@ -106,10 +109,12 @@ pub(super) async fn process(svc: &OutputSync, row: &OutputRow) -> Round {
             Ok(o) => format!("{plugin_id}: {o:?}"),
             Err(e) => format!("{plugin_id}: {e}"),
         };
+        // Outage beats a file retry, which beats progress.
         verdict = match (verdict, kind.is_outage()) {
             (Round::Outage(k, m), _) => Round::Outage(k, m),
             (_, true) => Round::Outage(kind, msg),
             (Round::RetryFile(m), false) => Round::RetryFile(m),
+            (_, false) if kind == ErrorType::InProgress => Round::InProgress(msg),
             (_, false) => Round::RetryFile(msg),
         };
     }
@@ -138,6 +143,10 @@ pub(super) fn settle(svc: &OutputSync, row: &OutputRow, round: Round) -> Option<
                 .store
                 .output_mark_retry(&row.rel_path, now + millis(wait), why)
         }
+        Round::InProgress(why) => {
+            tracing::debug!(progress = %why, "output upload continues");
+            inner.store.output_mark_progress(&row.rel_path, now)
+        }
         Round::Outage(kind, why) => {
             let failures = {
                 let mut st = inner.state.lock();
@@ -160,7 +169,8 @@ pub(super) fn settle(svc: &OutputSync, row: &OutputRow, round: Round) -> Option<
     if let Err(e) = stored {
         tracing::error!(error = %e, "cannot record sync outcome");
     }
-    if matches!(round, Round::Done) {
+    // Progress proves the destination works as much as a finished file does.
+    if matches!(round, Round::Done | Round::InProgress(_)) {
         let recovered = {
             let mut st = inner.state.lock();
             let was = st.consecutive_failures;

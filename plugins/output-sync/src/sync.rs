@@ -21,6 +21,8 @@ pub trait Sink {
     fn existing(&self, rel: &str, size: u64) -> Result<Option<String>, SyncError>;
     /// Copies the source to `rel`; returns the etag (empty when the destination has none).
     fn put(&self, rel: &str, source: &Source<'_>) -> Result<String, SyncError>;
+    /// Drops any unfinished upload of `source` (a copy was found at `rel` after all).
+    fn discard_partial(&self, _rel: &str, _source: &Source<'_>) {}
 }
 
 /// What happened at one destination.
@@ -56,6 +58,7 @@ pub fn sync_file(
         source: source.guest_path.to_owned(),
     };
     if let Some(etag) = sink.existing(rel, source.size)? {
+        sink.discard_partial(rel, source);
         ledger.put(&key, &record(etag)).map_err(ledger_err)?;
         return Ok(Done::FoundExisting(location));
     }
