@@ -939,3 +939,206 @@ async fn outputs_announced_before_the_host_dies_keep_their_owner() {
         host.log()
     );
 }
+
+// ----- multipart -------------------------------------------------------------------------------
+
+/// A file of `mib` MiB of pseudo-random bytes (not compressible, no repeating parts).
+fn random_bytes(mib: usize) -> Vec<u8> {
+    let mut x = 0x2545_f491_4f6c_dd1d_u64;
+    let mut out = Vec::with_capacity(mib << 20);
+    while out.len() < mib << 20 {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        out.extend_from_slice(&x.to_le_bytes());
+    }
+    out
+}
+
+fn sha256(bytes: &[u8]) -> String {
+    use sha2::Digest;
+    hex::encode(sha2::Sha256::digest(bytes))
+}
+
+/// Puts `bytes` at `<output>/big/<name>` atomically (written beside, then renamed in), so the
+/// host's full pass never sees a half-written file.
+fn drop_output(data_dir: &Path, name: &str, bytes: &[u8]) {
+    let staging = data_dir.join(format!("staging-{name}"));
+    std::fs::write(&staging, bytes).unwrap();
+    let dir = output_dir(data_dir).join("big");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::rename(&staging, dir.join(name)).unwrap();
+}
+
+/// The S3 config with multipart settings.
+fn multipart_config(moto: &Moto, part_size_mb: u64, call_budget_ms: u64) -> Value {
+    let mut c = s3_config(moto);
+    c["part_size_mb"] = json!(part_size_mb);
+    c["multipart_call_budget_ms"] = json!(call_budget_ms);
+    c
+}
+
+impl Moto {
+    /// The object's bytes (moto does not check signatures by default).
+    async fn object(&self, key: &str) -> Vec<u8> {
+        let r = reqwest::get(self.url(&format!("/{BUCKET}/{key}")))
+            .await
+            .expect("GET object");
+        assert!(r.status().is_success(), "GET {key}: {}", r.status());
+        r.bytes().await.expect("object body").to_vec()
+    }
+
+    /// Upload ids of multipart uploads begun and neither completed nor aborted.
+    async fn open_uploads(&self) -> Vec<String> {
+        let body = reqwest::get(self.url(&format!("/{BUCKET}?uploads")))
+            .await
+            .expect("list uploads")
+            .text()
+            .await
+            .unwrap_or_default();
+        body.split("<Upload>")
+            .skip(1)
+            .filter_map(|u| tag(u, "UploadId"))
+            .collect()
+    }
+}
+
+/// Lines of the host log saying a multipart call ended with its upload still under way.
+fn progress_calls(host: &RunningHost) -> usize {
+    host.output
+        .lock()
+        .map(|o| {
+            o.iter()
+                .filter(|l| l.contains("output upload continues"))
+                .count()
+        })
+        .unwrap_or(0)
+}
+
+/// Checks the object at `key` is `source` byte for byte, stored once, with no upload left open.
+async fn assert_single_exact_copy(moto: &Moto, key: &str, source: &[u8]) {
+    let versions = moto.versions().await;
+    assert_eq!(versions.get(key), Some(&1), "{versions:?}");
+    let got = moto.object(key).await;
+    assert_eq!(got.len(), source.len(), "size of {key}");
+    assert_eq!(sha256(&got), sha256(source), "content of {key}");
+    assert_eq!(moto.open_uploads().await, Vec::<String>::new());
+}
+
+/// 40 MiB in 5 MiB parts with a 1 ms call budget: one part per call, eight calls.
+#[tokio::test]
+async fn large_output_goes_up_in_parts_over_several_calls() {
+    if !moto_available() {
+        return;
+    }
+    let moto = Moto::start(free_port()).await;
+    moto.create_bucket().await;
+    let data = tempfile::tempdir().unwrap();
+    install_plugin(data.path(), Some(&moto.origin()), None);
+    let host = RunningHost::start(data.path(), &host_env(0)).await;
+    approve(&host, multipart_config(&moto, 5, 1)).await;
+    let bytes = random_bytes(40);
+    drop_output(data.path(), "clip.mp4", &bytes);
+    let key = wait_for("the video in S3", Duration::from_secs(300), async || {
+        let v = moto.versions().await;
+        v.keys()
+            .find(|k| k.starts_with("comfy/anonymous/") && k.ends_with("/clip.mp4"))
+            .cloned()
+    })
+    .await;
+    assert_single_exact_copy(&moto, &key, &bytes).await;
+    // Seven calls answered "in progress" (parts 1-7), the eighth sent part 8 and completed.
+    assert_eq!(progress_calls(&host), 7, "{}", host.log());
+    let h = wait_for("backlog empty", Duration::from_secs(30), async || {
+        let h = host.get("/comfyhost/api/outputs").await;
+        (h["backlog"]["pending"] == 0).then_some(h)
+    })
+    .await;
+    let p = &h["plugins"][0];
+    assert_eq!(p["failures"], 0, "{h:#}");
+    assert_eq!(p["retries"], 0, "progress is not a retry: {h:#}");
+    assert!(p["last_error"].is_null(), "{h:#}");
+    assert!(p["uploading"].is_null(), "{h:#}");
+    assert_eq!(h["backlog"]["done"], 1, "{h:#}");
+}
+
+/// A plugin limited to 32 MiB of memory syncs a 48 MiB file (parts are read one at a time);
+/// with the default call budget this also measures throughput.
+#[tokio::test]
+async fn streaming_keeps_plugin_memory_below_the_file_size() {
+    if !moto_available() {
+        return;
+    }
+    let moto = Moto::start(free_port()).await;
+    moto.create_bucket().await;
+    let data = tempfile::tempdir().unwrap();
+    install_plugin(data.path(), Some(&moto.origin()), None);
+    let manifest = data.path().join("plugins/output-sync/plugin.toml");
+    let text = std::fs::read_to_string(&manifest).unwrap();
+    assert!(text.contains("memory_mb = 64"), "{text}");
+    std::fs::write(&manifest, text.replace("memory_mb = 64", "memory_mb = 32")).unwrap();
+    let host = RunningHost::start(data.path(), &host_env(0)).await;
+    approve(&host, multipart_config(&moto, 5, 15_000)).await;
+    let bytes = random_bytes(48);
+    let start = Instant::now();
+    drop_output(data.path(), "long.webm", &bytes);
+    let key = wait_for("the video in S3", Duration::from_secs(300), async || {
+        let v = moto.versions().await;
+        v.keys().find(|k| k.ends_with("/long.webm")).cloned()
+    })
+    .await;
+    let secs = start.elapsed().as_secs_f64();
+    eprintln!(
+        "multipart: 48 MiB in 5 MiB parts to moto in {secs:.2}s ({:.1} MiB/s, debug plugin, \
+         incl. the full pass that finds the file)",
+        48.0 / secs
+    );
+    assert_single_exact_copy(&moto, &key, &bytes).await;
+    let h = host.get("/comfyhost/api/outputs").await;
+    assert_eq!(h["plugins"][0]["failures"], 0, "{h:#}\n{}", host.log());
+}
+
+/// SIGKILL while a multipart upload is half done: the restarted host resumes the same upload
+/// (fewer calls than a fresh one) and completes it once, with the exact bytes.
+#[tokio::test]
+async fn killed_host_resumes_a_multipart_upload() {
+    if !moto_available() {
+        return;
+    }
+    let moto = Moto::start(free_port()).await;
+    moto.create_bucket().await;
+    let data = tempfile::tempdir().unwrap();
+    install_plugin(data.path(), Some(&moto.origin()), None);
+    let mut host = RunningHost::start(data.path(), &host_env(0)).await;
+    approve(&host, multipart_config(&moto, 5, 1)).await;
+    let bytes = random_bytes(40);
+    drop_output(data.path(), "resume.mp4", &bytes);
+    wait_for("two parts uploaded", Duration::from_secs(300), async || {
+        (progress_calls(&host) >= 2).then_some(())
+    })
+    .await;
+    host.kill();
+    let before = progress_calls(&host);
+    assert!(
+        moto.versions().await.is_empty(),
+        "completed before the kill; the test proves nothing"
+    );
+    assert_eq!(moto.open_uploads().await.len(), 1);
+    eprintln!("killed after {before} of 7 in-progress calls");
+
+    let host = RunningHost::start(data.path(), &host_env(0)).await;
+    let key = wait_for("the video in S3", Duration::from_secs(300), async || {
+        let v = moto.versions().await;
+        v.keys().find(|k| k.ends_with("/resume.mp4")).cloned()
+    })
+    .await;
+    assert_single_exact_copy(&moto, &key, &bytes).await;
+    // A fresh upload needs 7 in-progress calls; resuming from `before` recorded parts needs
+    // at most 7 - before + 1 (the part in flight at the kill may be sent again).
+    let after = progress_calls(&host);
+    assert!(
+        after <= 7 - before + 1,
+        "resumed with {after} calls after {before}\n{}",
+        host.log()
+    );
+}

@@ -24,12 +24,14 @@ pub enum ErrorType {
     Config,
     /// Deadline, memory cap, trap, anything else.
     Plugin,
+    /// Not a failure: a large upload advanced and wants another call at once.
+    InProgress,
 }
 
 impl ErrorType {
     /// True for trouble at the destination (affects every file): the queue holds back.
     pub fn is_outage(self) -> bool {
-        !matches!(self, ErrorType::Incomplete)
+        !matches!(self, ErrorType::Incomplete | ErrorType::InProgress)
     }
 }
 
@@ -48,6 +50,7 @@ pub fn classify_message(msg: &str) -> Option<ErrorType> {
         "throttled" => ErrorType::Throttled,
         "incomplete" => ErrorType::Incomplete,
         "config" => ErrorType::Config,
+        "in-progress" => ErrorType::InProgress,
         _ => return None,
     })
 }
@@ -101,6 +104,17 @@ pub struct PluginHealth {
     /// Whether the plugin has `{output}` granted at `/output`; without it every file reads as
     /// missing in the sandbox.
     pub output_mounted: bool,
+    /// A large upload under way (the plugin's last `in-progress` answer), until that file ends.
+    pub uploading: Option<Uploading>,
+}
+
+/// A multipart upload under way.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Uploading {
+    pub file: String,
+    /// The plugin's text, e.g. `in-progress: bucket: part 3/8 of /output/clip.mp4`.
+    pub progress: String,
+    pub at_ms: i64,
 }
 
 /// Every plugin's progress, by id.
@@ -128,6 +142,9 @@ impl HealthBook {
         now_ms: i64,
     ) -> Option<ErrorType> {
         let h = self.entry(plugin_id);
+        if h.uploading.as_ref().is_some_and(|u| u.file == file) {
+            h.uploading = None;
+        }
         let fail = |h: &mut PluginHealth, kind: ErrorType, message: String| {
             h.last_error = Some(LastError {
                 kind,
@@ -150,8 +167,17 @@ impl HealthBook {
                 None
             }
             Ok(SyncOutcome::RetryLater(why)) => {
-                h.retries += 1;
                 let kind = classify_retry(why);
+                if kind == ErrorType::InProgress {
+                    // Progress, not a retry: no counter, no error, shown as uploading.
+                    h.uploading = Some(Uploading {
+                        file: file.to_owned(),
+                        progress: why.clone(),
+                        at_ms: now_ms,
+                    });
+                    return Some(kind);
+                }
+                h.retries += 1;
                 if kind == ErrorType::Incomplete {
                     // Not an error of the destination; keep the last real one visible.
                     return Some(kind);
@@ -281,5 +307,38 @@ mod tests {
             (ErrorType::Network, 5, "a.png")
         );
         assert_eq!(h.last_synced_to.as_deref(), Some("s3://b/a.png"));
+    }
+
+    #[test]
+    fn in_progress_is_shown_as_uploading_not_as_an_error() {
+        assert_eq!(
+            classify_message("in-progress: bucket: part 3/8 of /output/a.mp4"),
+            Some(ErrorType::InProgress)
+        );
+        assert!(!ErrorType::InProgress.is_outage());
+        let mut b = HealthBook::default();
+        let step = |b: &mut HealthBook, k: u32, at: i64| {
+            b.record(
+                "os",
+                "a.mp4",
+                &Ok(SyncOutcome::RetryLater(format!(
+                    "in-progress: bucket: part {k}/8 of /output/a.mp4"
+                ))),
+                at,
+            )
+        };
+        assert_eq!(step(&mut b, 1, 5), Some(ErrorType::InProgress));
+        step(&mut b, 2, 6);
+        let h = &b.snapshot()[0];
+        assert_eq!((h.retries, h.failures, &h.last_error), (0, 0, &None));
+        let up = h.uploading.as_ref().unwrap();
+        assert_eq!((up.file.as_str(), up.at_ms), ("a.mp4", 6));
+        assert!(up.progress.contains("part 2/8"), "{up:?}");
+        // Another file's answer leaves it; the file's own end clears it.
+        b.record("os", "b.png", &Ok(SyncOutcome::Synced("x".into())), 7);
+        assert!(b.snapshot()[0].uploading.is_some());
+        b.record("os", "a.mp4", &Ok(SyncOutcome::Synced("y".into())), 8);
+        let h = &b.snapshot()[0];
+        assert_eq!((h.uploading.clone(), h.synced), (None, 2));
     }
 }

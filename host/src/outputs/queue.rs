@@ -28,6 +28,9 @@ pub(super) enum Round {
     Back(u64, i64),
     /// Only this file must wait (still being written).
     RetryFile(String),
+    /// A plugin made progress on this file (a large upload advanced): call again at once, no
+    /// backoff, not a failure.
+    InProgress(String),
     /// A destination failed: hold the whole queue back.
     Outage(ErrorType, String),
 }
@@ -149,10 +152,12 @@ fn verdict(answers: impl Iterator<Item = (Option<ErrorType>, String)>) -> Round 
     let mut verdict = Round::Done;
     for (kind, msg) in answers {
         let Some(kind) = kind else { continue };
+        // Outage beats a file retry, which beats progress.
         verdict = match (verdict, kind.is_outage()) {
             (Round::Outage(k, m), _) => Round::Outage(k, m),
             (_, true) => Round::Outage(kind, msg),
             (Round::RetryFile(m), false) => Round::RetryFile(m),
+            (_, false) if kind == ErrorType::InProgress => Round::InProgress(msg),
             (_, false) => Round::RetryFile(msg),
         };
     }
@@ -192,6 +197,10 @@ pub(super) fn settle(svc: &OutputSync, row: &OutputRow, round: Round) -> Option<
                 .store
                 .output_mark_retry(&row.rel_path, now + millis(wait), why)
         }
+        Round::InProgress(why) => {
+            tracing::debug!(progress = %why, "output upload continues");
+            inner.store.output_mark_progress(&row.rel_path, now)
+        }
         Round::Outage(kind, why) => {
             let failures = {
                 let mut st = inner.state.lock();
@@ -214,7 +223,8 @@ pub(super) fn settle(svc: &OutputSync, row: &OutputRow, round: Round) -> Option<
     if let Err(e) = stored {
         tracing::error!(error = %e, "cannot record sync outcome");
     }
-    if matches!(round, Round::Done) {
+    // Progress proves the destination works as much as a finished file does.
+    if matches!(round, Round::Done | Round::InProgress(_)) {
         let recovered = {
             let mut st = inner.state.lock();
             let was = st.consecutive_failures;

@@ -26,12 +26,15 @@ enum Mode {
     Up,
     Down,
     Young,
+    /// A multipart upload: `parts_left` calls answer `in-progress`, then it is synced.
+    Uploading,
 }
 
 #[derive(Clone)]
 struct Destination {
     mode: Arc<Mutex<Mode>>,
     seen: Arc<Mutex<Vec<OutputFile>>>,
+    parts_left: Arc<Mutex<u32>>,
 }
 
 struct Scripted(Destination);
@@ -60,7 +63,16 @@ impl PluginCode for Scripted {
                 Mode::Young => Ok(HookOutput::Output(SyncOutcome::RetryLater(
                     "incomplete: modified 5 ms ago".into(),
                 ))),
-                Mode::Up => {
+                Mode::Uploading if *self.0.parts_left.lock() > 0 => {
+                    let mut left = self.0.parts_left.lock();
+                    *left -= 1;
+                    Ok(HookOutput::Output(SyncOutcome::RetryLater(format!(
+                        "in-progress: s3: part {}/4 of {}",
+                        3 - *left,
+                        file.guest_path
+                    ))))
+                }
+                Mode::Up | Mode::Uploading => {
                     self.0.seen.lock().push(file.clone());
                     let user = file.user.as_ref().map_or("anonymous", |u| u.id.as_str());
                     Ok(HookOutput::Output(SyncOutcome::Synced(format!(
@@ -101,6 +113,7 @@ fn fixture() -> Fixture {
     let dest = Destination {
         mode: Arc::new(Mutex::new(Mode::Up)),
         seen: Arc::new(Mutex::new(Vec::new())),
+        parts_left: Arc::new(Mutex::new(0)),
     };
     let reg = PluginRegistry::new(
         RegistryConfig {
@@ -296,4 +309,44 @@ async fn paths_leaving_the_output_dir_are_not_queued() {
     let mut j = job(&f, "p1", None, &["ok.png"]);
     j.outputs[0].subfolder = "../..".into();
     assert_eq!(f.svc.record_finished(&j), 0);
+}
+
+#[tokio::test]
+async fn in_progress_uploads_are_called_again_at_once_without_counting_failures() {
+    let f = fixture();
+    *f.dest.mode.lock() = Mode::Uploading;
+    *f.dest.parts_left.lock() = 3;
+    f.svc.record_finished(&job(&f, "p1", None, &["clip.mp4"]));
+    for k in 1..=3 {
+        let row = f.store.output_get("clip.mp4").unwrap().unwrap();
+        let before = crate::jobs::now_ms();
+        let round = queue::process(&f.svc, &row).await;
+        assert!(
+            matches!(&round, Round::InProgress(m) if m.contains(&format!("part {k}/4"))),
+            "{round:?}"
+        );
+        assert_eq!(queue::settle(&f.svc, &row, round), None, "no queue hold");
+        let row = f.store.output_get("clip.mp4").unwrap().unwrap();
+        // Due again at once: no backoff, and no attempt counted.
+        assert_eq!(row.attempts, 0);
+        assert!(row.next_attempt_ms <= crate::jobs::now_ms() && row.next_attempt_ms >= before);
+        let h = f.svc.health().unwrap();
+        assert_eq!(h.consecutive_failures, 0);
+        let p = &h.plugins[0];
+        assert_eq!((p.retries, p.failures, &p.last_error), (0, 0, &None));
+        let up = p.uploading.as_ref().unwrap();
+        assert_eq!(up.file, "clip.mp4");
+        assert!(up.progress.starts_with("in-progress:"), "{up:?}");
+        assert_eq!(h.backlog.retrying, 0);
+    }
+    drain(&f).await;
+    let h = f.svc.health().unwrap();
+    assert_eq!((h.backlog.done, h.plugins[0].synced), (1, 1));
+    assert_eq!(h.plugins[0].uploading, None);
+    // A failure after progress still backs off and holds the queue as before.
+    *f.dest.mode.lock() = Mode::Down;
+    f.svc.record_finished(&job(&f, "p2", None, &["b.png"]));
+    let row = f.store.output_get("b.png").unwrap().unwrap();
+    let round = queue::process(&f.svc, &row).await;
+    assert!(matches!(round, Round::Outage(..)), "{round:?}");
 }

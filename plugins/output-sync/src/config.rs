@@ -20,17 +20,44 @@ pub struct Config {
     /// A file younger than this (by mtime) is not complete yet.
     #[serde(default = "default_min_age_ms")]
     pub min_age_ms: u64,
-    /// Files above this size are skipped (S3 bodies are held in memory).
+    /// Files above this size are skipped.
     #[serde(default = "default_max_file_mb")]
     pub max_file_mb: u64,
+    /// S3: files above this use multipart upload; smaller ones one `PUT` (body in memory).
+    #[serde(default = "default_multipart_threshold_mb")]
+    pub multipart_threshold_mb: u64,
+    /// S3 multipart part size (grown when a file would need more than 10 000 parts).
+    #[serde(default = "default_part_size_mb")]
+    pub part_size_mb: u64,
+    /// S3 multipart: one call uploads parts for about this long, then answers `in-progress`.
+    #[serde(default = "default_multipart_call_budget_ms")]
+    pub multipart_call_budget_ms: u64,
 }
 
 fn default_min_age_ms() -> u64 {
     2000
 }
 fn default_max_file_mb() -> u64 {
-    64
+    4096
 }
+fn default_multipart_threshold_mb() -> u64 {
+    16
+}
+fn default_part_size_mb() -> u64 {
+    8
+}
+fn default_multipart_call_budget_ms() -> u64 {
+    15_000
+}
+
+/// Largest `max_file_mb`: S3's 5 TiB object limit.
+pub const MAX_FILE_MB: u64 = 5 * 1024 * 1024;
+/// Largest `multipart_threshold_mb` (a single `PUT` holds the file in memory).
+pub const MAX_THRESHOLD_MB: u64 = 256;
+/// `part_size_mb` bounds: S3's 5 MiB minimum; 512 MiB keeps a part within plugin memory.
+pub const PART_SIZE_MB: std::ops::RangeInclusive<u64> = 5..=512;
+/// Largest `multipart_call_budget_ms`: leaves half the 30 s call deadline for the last part.
+pub const MAX_CALL_BUDGET_MS: u64 = 25_000;
 
 /// One destination.
 #[derive(Debug, Clone, Deserialize)]
@@ -105,6 +132,7 @@ impl Config {
     /// Checks what the schema cannot: names unique, templates valid and per-user unless
     /// `shared`, endpoints well-formed.
     pub fn validate(&self) -> Result<(), String> {
+        self.validate_sizes()?;
         let mut seen = std::collections::BTreeSet::new();
         for d in &self.destinations {
             if d.name.is_empty()
@@ -170,6 +198,42 @@ impl Config {
         Ok(())
     }
 
+    /// The size settings are within S3's and the sandbox's bounds.
+    fn validate_sizes(&self) -> Result<(), String> {
+        if !(1..=MAX_FILE_MB).contains(&self.max_file_mb) {
+            return Err(format!("max_file_mb must be 1..={MAX_FILE_MB}"));
+        }
+        if !(1..=MAX_THRESHOLD_MB).contains(&self.multipart_threshold_mb) {
+            return Err(format!(
+                "multipart_threshold_mb must be 1..={MAX_THRESHOLD_MB}"
+            ));
+        }
+        if !PART_SIZE_MB.contains(&self.part_size_mb) {
+            return Err(format!(
+                "part_size_mb must be {}..={}",
+                PART_SIZE_MB.start(),
+                PART_SIZE_MB.end()
+            ));
+        }
+        if self.multipart_call_budget_ms > MAX_CALL_BUDGET_MS {
+            return Err(format!(
+                "multipart_call_budget_ms must be at most {MAX_CALL_BUDGET_MS}"
+            ));
+        }
+        Ok(())
+    }
+
+    /// Multipart settings in bytes, for the S3 sink.
+    pub fn multipart(&self) -> crate::s3::MultipartSettings {
+        const MIB: u64 = 1 << 20;
+        crate::s3::MultipartSettings {
+            threshold: self.multipart_threshold_mb.saturating_mul(MIB),
+            part_size: self.part_size_mb.saturating_mul(MIB),
+            call_budget_ms: self.multipart_call_budget_ms,
+            call_started_ms: 0,
+        }
+    }
+
     /// Whether a file of `kind` named `filename` is wanted at all.
     pub fn wants(&self, kind: &str, filename: &str) -> bool {
         let ext = filename
@@ -216,6 +280,20 @@ mod tests {
         let c = parse(r#"{"destinations":[{"name":"nas","kind":"dir","path":"/sync"}]}"#);
         c.validate().unwrap();
         assert_eq!(c.min_age_ms, 2000);
+        assert_eq!(
+            (
+                c.max_file_mb,
+                c.multipart_threshold_mb,
+                c.part_size_mb,
+                c.multipart_call_budget_ms
+            ),
+            (4096, 16, 8, 15_000)
+        );
+        let m = c.multipart();
+        assert_eq!(
+            (m.threshold, m.part_size, m.call_budget_ms),
+            (16 << 20, 8 << 20, 15_000)
+        );
         assert_eq!(c.destinations[0].template, "{user}/{date}/{filename}");
         let c = parse(
             r#"{"destinations":[{"name":"s3","kind":"s3","endpoint":"http://127.0.0.1:9000","bucket":"b"}]}"#,
@@ -261,6 +339,18 @@ mod tests {
             (
                 r#"{"destinations":[{"name":"A B","kind":"dir","path":"/s"}]}"#,
                 "[a-z0-9_-]",
+            ),
+            (r#"{"part_size_mb":4}"#, "part_size_mb"),
+            (r#"{"part_size_mb":513}"#, "part_size_mb"),
+            (r#"{"max_file_mb":0}"#, "max_file_mb"),
+            (r#"{"max_file_mb":5242881}"#, "max_file_mb"),
+            (
+                r#"{"multipart_threshold_mb":257}"#,
+                "multipart_threshold_mb",
+            ),
+            (
+                r#"{"multipart_call_budget_ms":25001}"#,
+                "multipart_call_budget_ms",
             ),
         ] {
             let err = parse(json).validate().unwrap_err();

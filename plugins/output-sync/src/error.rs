@@ -25,6 +25,8 @@ pub enum SyncError {
     Rejected(String),
     /// The configuration or grants are wrong (bucket missing, directory not mounted).
     Config(String),
+    /// Not a failure: a multipart upload advanced and needs another call (`part k/N of ..`).
+    InProgress(String),
 }
 
 impl SyncError {
@@ -37,6 +39,7 @@ impl SyncError {
             SyncError::Quota(_) => "quota",
             SyncError::Rejected(_) => "rejected",
             SyncError::Config(_) => "config",
+            SyncError::InProgress(_) => "in-progress",
         }
     }
 
@@ -47,7 +50,8 @@ impl SyncError {
             | SyncError::Auth(m)
             | SyncError::Quota(m)
             | SyncError::Rejected(m)
-            | SyncError::Config(m) => m,
+            | SyncError::Config(m)
+            | SyncError::InProgress(m) => m,
         }
     }
 
@@ -58,7 +62,10 @@ impl SyncError {
 
     /// True when the host should simply ask again later.
     pub fn is_transient(&self) -> bool {
-        matches!(self, SyncError::Network(_) | SyncError::Throttled(_))
+        matches!(
+            self,
+            SyncError::Network(_) | SyncError::Throttled(_) | SyncError::InProgress(_)
+        )
     }
 
     /// What the hook returns for this failure.
@@ -195,6 +202,13 @@ mod tests {
             SyncError::Config("x".into()).into_result("s3"),
             Err(PluginError::Config(_))
         ));
+        // Progress of a multipart upload is a retry the host recognises by its prefix.
+        assert_eq!(
+            SyncError::InProgress("part 2/5 of /output/a.mp4".into()).into_result("s3"),
+            Ok(SyncOutcome::RetryLater(
+                "in-progress: s3: part 2/5 of /output/a.mp4".into()
+            ))
+        );
     }
 
     #[test]

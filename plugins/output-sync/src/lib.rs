@@ -51,18 +51,38 @@
 //!
 //! - `dir`: `path` is the *guest* path of a read-write directory declared in `plugin.toml`
 //!   (`[[capabilities.dirs]]`, e.g. `path = "/mnt/nas/renders"`, `guest = "/sync"`) and granted.
-//! - `s3`: SigV4-signed `HEAD` + `PUT` (signer in [`sigv4`], checked against AWS's published
-//!   vectors) to `endpoint`, which must be listed under `[capabilities] http` with its port and
+//! - `s3`: SigV4-signed `HEAD` + `PUT`, or a multipart upload for large files (signer in
+//!   [`sigv4`], checked against AWS's published vectors and botocore) to `endpoint`, which must be listed under `[capabilities] http` with its port and
 //!   granted; nothing else is reachable. Credentials come from secrets named by
 //!   `access_key_secret` / `secret_key_secret` (default `S3_ACCESS_KEY_ID`,
 //!   `S3_SECRET_ACCESS_KEY`, optional `session_token_secret`), declared and granted;
 //!   comfyhost reads them from `COMFYHOST_SECRET_<NAME>`.
 //!
+//! ## Large files: S3 multipart upload
+//!
+//! Files above `multipart_threshold_mb` (default 16) go up in parts of `part_size_mb`
+//! (default 8; S3's minimum is 5, and the part size grows for files that would need more than
+//! S3's 10 000 parts) read one at a time from the file ([`multipart`]). One call uploads parts
+//! for about `multipart_call_budget_ms` (default 15 000, well inside the 30 s call deadline),
+//! records its progress in kv (upload id, part size, finished parts and their ETags, keyed like
+//! the sync record) and answers `retry-later "in-progress: <dest>: part k/N of <file>"`; the
+//! host calls again at once without counting a failure, and shows the file as `uploading` in
+//! its health report. A restarted host resumes from the record; an upload the server no longer
+//! knows (`NoSuchUpload`) starts over; a permanent failure (quota, refused) aborts it so its
+//! parts stop costing storage.
+//!
 //! ## Limits
 //!
-//! - S3 uploads are one `PUT` with the whole body in memory (the SDK's HTTP client takes a
-//!   complete body): files above `max_file_mb` (default 64, at most 200) are skipped with a
-//!   warning; keep `memory_mb` in `plugin.toml` above twice that. Directory copies stream.
+//! - Files above `max_file_mb` (default 4096, at most 5 242 880 = S3's 5 TiB object limit)
+//!   are skipped with a warning.
+//! - Plugin memory holds one S3 body: a whole file up to `multipart_threshold_mb`, one part
+//!   above it. Keep `memory_mb` in `plugin.toml` above twice the larger of the two (parts grow
+//!   past `part_size_mb` only for files above `part_size_mb` x 10 000, 78 GiB at 8 MiB).
+//!   Directory copies stream.
+//! - One call sends at least one part, so a part must upload within the call deadline: about
+//!   8 MiB / 30 s = 0.3 MB/s at the defaults.
+//! - An upload abandoned for good (its file deleted mid-upload) leaves its parts at the
+//!   destination: give the bucket a lifecycle rule for incomplete multipart uploads.
 //! - One kv key per synced file and destination: size the host's kv quota
 //!   (`KvLimits::max_keys`, 10 000 by default) for the number of outputs you keep.
 
@@ -70,10 +90,12 @@ pub mod config;
 pub mod dir;
 pub mod error;
 pub mod ledger;
+pub mod multipart;
 pub mod s3;
 pub mod sigv4;
 pub mod sync;
 pub mod template;
+pub mod xml;
 
 use comfyhost_sdk::hooks::output_mirror::RemovalOutcome;
 use comfyhost_sdk::hooks::output_sync::{OutputFile, OutputKind, SyncOutcome};
@@ -226,6 +248,9 @@ pub fn handle(
         return e.into_result(&dest);
     }
     if !retry.is_empty() {
+        // A destination's trouble decides how the host classifies the answer, not another's
+        // upload progress: `in-progress:` entries go last.
+        retry.sort_by_key(|m| m.starts_with("in-progress:"));
         return Ok(SyncOutcome::RetryLater(retry.join("; ")));
     }
     if !synced.is_empty() {
@@ -322,8 +347,17 @@ pub fn handle_removed(
     Ok(RemovalOutcome::Kept(kept.join("; ")))
 }
 
-/// The real sinks: directories as mounted, S3 with secrets from the host.
-fn real_sink(dest: &Destination) -> Result<Box<dyn Sink + '_>, SyncError> {
+/// The real sinks: directories as mounted, S3 with secrets from the host (default multipart
+/// settings).
+pub fn real_sink(dest: &Destination) -> Result<Box<dyn Sink + '_>, SyncError> {
+    real_sink_with(dest, crate::s3::MultipartSettings::default())
+}
+
+/// [`real_sink`] with the configuration's multipart settings.
+pub fn real_sink_with(
+    dest: &Destination,
+    multipart: crate::s3::MultipartSettings,
+) -> Result<Box<dyn Sink + '_>, SyncError> {
     match &dest.target {
         Target::Dir { path } => Ok(Box::new(dir::DirSink { root: path })),
         Target::S3(t) => {
@@ -347,9 +381,19 @@ fn real_sink(dest: &Destination) -> Result<Box<dyn Sink + '_>, SyncError> {
                 creds,
                 session_token,
                 now_ms: comfyhost_sdk::system::now_ms,
+                dest: &dest.name,
+                multipart,
             }))
         }
     }
+}
+
+/// Gives a closure the higher-ranked signature of [`SinkFactory`].
+fn sink_factory<F>(f: F) -> F
+where
+    F: for<'d> Fn(&'d Destination) -> Result<Box<dyn Sink + 'd>, SyncError>,
+{
+    f
 }
 
 struct OutputSyncPlugin;
@@ -359,7 +403,13 @@ impl OutputSync for OutputSyncPlugin {
         let cfg: Config = config()?;
         cfg.validate().map_err(PluginError::config)?;
         let now = comfyhost_sdk::system::now_ms();
-        handle(&cfg, &file, now, &mut ledger::KvLedger, &real_sink)
+        // Every destination's multipart upload shares the call's time budget.
+        let multipart = s3::MultipartSettings {
+            call_started_ms: now,
+            ..cfg.multipart()
+        };
+        let sinks = sink_factory(move |d| real_sink_with(d, multipart));
+        handle(&cfg, &file, now, &mut ledger::KvLedger, &sinks)
     }
 }
 
@@ -580,6 +630,50 @@ mod tests {
             matches!(&err, PluginError::Upstream(m) if m.starts_with("auth:") && m.contains("S3_ACCESS_KEY_ID")),
             "{err:?}"
         );
+    }
+
+    /// A sink answering a fixed error from `put`.
+    struct Failing(SyncError);
+    impl Sink for Failing {
+        fn locate(&self, rel: &str) -> String {
+            format!("mem://{rel}")
+        }
+        fn stat(&self, _rel: &str) -> Result<Option<(u64, String)>, SyncError> {
+            Ok(None)
+        }
+        fn put(&self, _rel: &str, _source: &Source<'_>) -> Result<String, SyncError> {
+            Err(self.0.clone())
+        }
+        fn remove(&self, _rel: &str) -> Result<(), SyncError> {
+            Err(self.0.clone())
+        }
+    }
+
+    #[test]
+    fn another_destinations_trouble_outranks_upload_progress() {
+        let e = env("");
+        let cfg = comfyhost_sdk::config::parse::<Config>(
+            r#"{"destinations":[
+                {"name":"big","kind":"dir","path":"/a"},
+                {"name":"down","kind":"dir","path":"/b"}]}"#,
+        )
+        .unwrap();
+        let sinks = sink_factory(|d| -> Result<Box<dyn Sink + '_>, SyncError> {
+            Ok(Box::new(Failing(if d.name == "big" {
+                SyncError::InProgress("part 1/9 of x".into())
+            } else {
+                SyncError::Network("refused".into())
+            })))
+        });
+        let mut ledger = MapLedger::default();
+        let out = handle(&cfg, &file(&e.file_path, None), LATER, &mut ledger, &sinks).unwrap();
+        assert_eq!(
+            out,
+            SyncOutcome::RetryLater(
+                "network: down: refused; in-progress: big: part 1/9 of x".into()
+            )
+        );
+        assert!(ledger.0.is_empty(), "nothing recorded before completion");
     }
 
     #[test]

@@ -31,6 +31,8 @@ pub trait Sink {
     fn put(&self, rel: &str, source: &Source<'_>) -> Result<String, SyncError>;
     /// Deletes the object or file at `rel` (absent already is fine).
     fn remove(&self, rel: &str) -> Result<(), SyncError>;
+    /// Drops any unfinished upload of `source` (a copy was found at `rel` after all).
+    fn discard_partial(&self, _rel: &str, _source: &Source<'_>) {}
 }
 
 /// What happened at one destination.
@@ -118,6 +120,7 @@ pub fn sync_file(
         rel: rel.to_owned(),
     };
     if let Some(etag) = sink.existing(rel, source.size)? {
+        sink.discard_partial(rel, source);
         ledger.put(&key, &record(etag)).map_err(ledger_err)?;
         return Ok(Done::FoundExisting(location));
     }

@@ -285,6 +285,21 @@ impl Store {
         Ok(())
     }
 
+    /// A plugin made progress on the file (a multipart upload advanced) and wants another call
+    /// at `next_attempt_ms`: not a failure, so `attempts` and `last_error` are cleared.
+    pub fn output_mark_progress(
+        &self,
+        rel_path: &str,
+        next_attempt_ms: i64,
+    ) -> Result<(), StoreError> {
+        self.conn().execute(
+            "UPDATE output_files SET attempts = 0, next_attempt_ms = ?2, last_error = NULL
+             WHERE rel_path = ?1 AND state = 'pending'",
+            params![rel_path, next_attempt_ms],
+        )?;
+        Ok(())
+    }
+
     /// Moves every pending row due later than `at_ms` to `at_ms` (an outage ended: drain now).
     pub fn output_pull_forward(&self, at_ms: i64) -> Result<u64, StoreError> {
         let n = self.conn().execute(
@@ -411,6 +426,16 @@ mod tests {
         // Retry of a finished row changes nothing.
         s.output_mark_retry("b", 9, "x").unwrap();
         assert_eq!(s.output_get("b").unwrap().unwrap().attempts, 0);
+        // Progress is not a failure: due again, attempts and error cleared.
+        s.output_mark_progress("a", 300).unwrap();
+        let a = s.output_get("a").unwrap().unwrap();
+        assert_eq!(
+            (a.attempts, a.next_attempt_ms, a.last_error),
+            (0, 300, None)
+        );
+        assert_eq!(s.output_backlog().unwrap().retrying, 0);
+        s.output_mark_progress("b", 9).unwrap();
+        assert_eq!(s.output_get("b").unwrap().unwrap().state, OutputState::Done);
     }
 
     #[test]
