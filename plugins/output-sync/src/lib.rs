@@ -52,8 +52,9 @@
 //! - `dir`: `path` is the *guest* path of a read-write directory declared in `plugin.toml`
 //!   (`[[capabilities.dirs]]`, e.g. `path = "/mnt/nas/renders"`, `guest = "/sync"`) and granted.
 //! - `s3`: SigV4-signed `HEAD` + `PUT`, or a multipart upload for large files (signer in
-//!   [`sigv4`], checked against AWS's published vectors and botocore) to `endpoint`, which must be listed under `[capabilities] http` with its port and
-//!   granted; nothing else is reachable. Credentials come from secrets named by
+//!   [`sigv4`], checked against AWS's published vectors and botocore) to `endpoint`, which
+//!   must be listed under `[capabilities] http` with its port and granted; nothing else is
+//!   reachable. Credentials come from secrets named by
 //!   `access_key_secret` / `secret_key_secret` (default `S3_ACCESS_KEY_ID`,
 //!   `S3_SECRET_ACCESS_KEY`, optional `session_token_secret`), declared and granted;
 //!   comfyhost reads them from `COMFYHOST_SECRET_<NAME>`.
