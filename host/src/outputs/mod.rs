@@ -175,8 +175,9 @@ struct RunState {
     last_full_pass_ms: Option<i64>,
     last_full_pass: Option<PassReport>,
     removals_held: Option<HeldRemovals>,
-    /// An admin released held removals: the next pass passes them on whatever their number.
-    release_removals: bool,
+    /// An admin released held removals: the next pass passes on up to this many (what the
+    /// admin saw plus the cap, so a volume that vanishes after the release is still held).
+    release_up_to: Option<u64>,
 }
 
 impl OutputSync {
@@ -355,18 +356,19 @@ impl OutputSync {
         let mut st = self.inner.state.lock();
         if vanished.is_empty() {
             st.removals_held = None;
-            st.release_removals = false;
+            st.release_up_to = None;
             return;
         }
         if !self.inner.plugins.has_enabled_mirror() {
             // Nobody would act on them: nothing to hold either.
             st.removals_held = None;
-            st.release_removals = false;
+            st.release_up_to = None;
             return;
         }
         let count = vanished.len() as u64;
         let cap = self.inner.config.removal_cap;
-        if count > cap && !st.release_removals {
+        let allowed = st.release_up_to.map_or(cap, |n| n.max(cap));
+        if count > allowed {
             if st.removals_held.as_ref().map(|h| h.count) != Some(count) {
                 tracing::warn!(
                     count,
@@ -385,7 +387,7 @@ impl OutputSync {
             return;
         }
         st.removals_held = None;
-        st.release_removals = false;
+        st.release_up_to = None;
         drop(st);
         match self.inner.store.output_mark_removing(&vanished, now) {
             Ok(n) => {
@@ -399,13 +401,14 @@ impl OutputSync {
         }
     }
 
-    /// An admin's go-ahead for held removals: runs a pass now that passes them all on.
-    /// Returns the held report that was released (`None`: nothing was held).
+    /// An admin's go-ahead for held removals: runs a pass now that passes them on (up to the
+    /// count the admin saw plus the cap). Returns the held report that was released (`None`:
+    /// nothing was held).
     pub async fn release_removals(&self) -> Option<HeldRemovals> {
         let held = {
             let mut st = self.inner.state.lock();
             let held = st.removals_held.clone()?;
-            st.release_removals = true;
+            st.release_up_to = Some(held.count.saturating_add(held.cap));
             held
         };
         self.full_pass_now().await;

@@ -10,7 +10,7 @@ use comfyhost_runtime::registry::{
     HookInput, HookOutput, MapSecrets, PluginCode, PluginCompiler, PluginRegistry, RegistryConfig,
 };
 use comfyhost_runtime::sandbox::CallEnv;
-use comfyhost_runtime::types::{OutputFile, SyncOutcome};
+use comfyhost_runtime::types::{OutputFile, RemovalOutcome, SyncOutcome};
 use comfyhost_runtime::{CallErrorKind, HookKind, RuntimeError};
 use comfyhost_store::{OutputState, Store};
 use futures::future::BoxFuture;
@@ -35,6 +35,8 @@ struct Destination {
     mode: Arc<Mutex<Mode>>,
     seen: Arc<Mutex<Vec<OutputFile>>>,
     parts_left: Arc<Mutex<u32>>,
+    /// Files the plugin was asked to take back.
+    removed: Arc<Mutex<Vec<String>>>,
 }
 
 struct Scripted(Destination);
@@ -46,12 +48,21 @@ impl PluginCode for Scripted {
     fn hook(&self) -> HookKind {
         HookKind::OutputSync
     }
+    fn mirrors_removals(&self) -> bool {
+        true
+    }
     fn call<'a>(
         &'a self,
         _env: &'a CallEnv,
         input: HookInput<'a>,
     ) -> BoxFuture<'a, Result<HookOutput, CallErrorKind>> {
         Box::pin(async move {
+            if let HookInput::Removed { file } = input {
+                self.0.removed.lock().push(file.guest_path.clone());
+                return Ok(HookOutput::Removed(RemovalOutcome::Removed(
+                    file.guest_path.clone(),
+                )));
+            }
             let HookInput::Output { file } = input else {
                 return Err(CallErrorKind::Trap("wrong hook".into()));
             };
@@ -114,6 +125,7 @@ fn fixture() -> Fixture {
         mode: Arc::new(Mutex::new(Mode::Up)),
         seen: Arc::new(Mutex::new(Vec::new())),
         parts_left: Arc::new(Mutex::new(0)),
+        removed: Arc::new(Mutex::new(Vec::new())),
     };
     let reg = PluginRegistry::new(
         RegistryConfig {
@@ -137,6 +149,7 @@ fn fixture() -> Fixture {
         backoff_base: Duration::from_millis(40),
         backoff_max: Duration::from_millis(200),
         rate_per_s: 0,
+        removal_cap: 2,
         ..OutputsConfig::default()
     };
     let svc = OutputSync::new(store.clone(), reg, Some(output.path().to_owned()), config);
@@ -178,7 +191,8 @@ async fn drain(f: &Fixture) {
             let round = queue::process(&f.svc, &row).await;
             queue::settle(&f.svc, &row, round);
         }
-        if f.store.output_backlog().unwrap().pending == 0 {
+        let b = f.store.output_backlog().unwrap();
+        if b.pending == 0 && b.removing == 0 {
             return;
         }
     }
@@ -349,4 +363,54 @@ async fn in_progress_uploads_are_called_again_at_once_without_counting_failures(
     let row = f.store.output_get("b.png").unwrap().unwrap();
     let round = queue::process(&f.svc, &row).await;
     assert!(matches!(round, Round::Outage(..)), "{round:?}");
+}
+
+#[tokio::test]
+async fn deletions_above_the_cap_wait_for_a_release_that_covers_what_the_admin_saw() {
+    let f = fixture();
+    let names: Vec<String> = (0..10).map(|i| format!("f{i}.png")).collect();
+    let refs: Vec<&str> = names.iter().map(String::as_str).collect();
+    f.svc.record_finished(&job(&f, "p", Some("alice"), &refs));
+    drain(&f).await;
+    assert_eq!(f.store.output_backlog().unwrap().done, 10);
+    let gone = |from: usize, to: usize| {
+        for n in &names[from..to] {
+            std::fs::remove_file(f.output.path().join(n)).unwrap();
+        }
+    };
+    // Two at once (the cap): passed on without asking.
+    gone(0, 2);
+    f.svc.full_pass_now().await.unwrap();
+    drain(&f).await;
+    assert_eq!(f.dest.removed.lock().len(), 2);
+    assert!(f.svc.health().unwrap().removals_held.is_none());
+    // Three at once: held, nothing taken back.
+    gone(2, 5);
+    f.svc.full_pass_now().await.unwrap();
+    drain(&f).await;
+    let held = f.svc.health().unwrap().removals_held.unwrap();
+    assert_eq!((held.count, held.cap), (3, 2));
+    assert_eq!(f.dest.removed.lock().len(), 2);
+    assert_eq!(f.store.output_backlog().unwrap().removing, 0);
+    // More vanish before the admin acts: the release covers what was seen plus the cap (5),
+    // not the 8 missing now.
+    gone(5, 10);
+    let released = f.svc.release_removals().await.unwrap();
+    assert_eq!(released.count, 3);
+    drain(&f).await;
+    assert_eq!(
+        f.dest.removed.lock().len(),
+        2,
+        "a release is not a blank cheque"
+    );
+    assert_eq!(f.svc.health().unwrap().removals_held.unwrap().count, 8);
+    // Releasing what is held now lets all 8 through; the hold is gone.
+    f.svc.release_removals().await.unwrap();
+    drain(&f).await;
+    assert_eq!(f.dest.removed.lock().len(), 10);
+    let h = f.svc.health().unwrap();
+    assert!(h.removals_held.is_none());
+    assert_eq!((h.backlog.removed, h.backlog.done), (10, 0));
+    // Nothing left to release.
+    assert!(f.svc.release_removals().await.is_none());
 }
