@@ -145,6 +145,25 @@ pub fn content_type(filename: &str) -> &'static str {
 /// Builds the sink of a destination (secrets are read here).
 pub type SinkFactory = dyn for<'d> Fn(&'d Destination) -> Result<Box<dyn Sink + 'd>, SyncError>;
 
+/// The file as a sink reads it and as destination templates name it.
+fn source_and_vars(file: &OutputFile) -> (Source<'_>, template::Vars<'_>) {
+    let source = Source {
+        guest_path: &file.guest_path,
+        size: file.size,
+        modified_ms: file.modified_ms,
+        content_type: content_type(&file.filename),
+    };
+    let vars = template::Vars {
+        user: file.user.as_ref().map(|u| u.id.as_str()),
+        modified_ms: file.modified_ms,
+        prompt_id: file.prompt_id.as_deref(),
+        subfolder: &file.subfolder,
+        filename: &file.filename,
+        kind: kind_name(file.kind),
+    };
+    (source, vars)
+}
+
 /// The whole decision for one file: filters, completeness, then every destination.
 pub fn handle(
     cfg: &Config,
@@ -205,20 +224,7 @@ pub fn handle(
     }
 
     let user = file.user.as_ref().map(|u| u.id.as_str());
-    let source = Source {
-        guest_path: &file.guest_path,
-        size: file.size,
-        modified_ms: file.modified_ms,
-        content_type: content_type(&file.filename),
-    };
-    let vars = template::Vars {
-        user,
-        modified_ms: file.modified_ms,
-        prompt_id: file.prompt_id.as_deref(),
-        subfolder: &file.subfolder,
-        filename: &file.filename,
-        kind,
-    };
+    let (source, vars) = source_and_vars(file);
     let mut synced = Vec::new();
     let mut skipped = Vec::new();
     let mut retry = Vec::new();
@@ -286,21 +292,7 @@ pub fn handle_removed(
             "no destination has mirror_deletes on".into(),
         ));
     }
-    let kind = kind_name(file.kind);
-    let source = Source {
-        guest_path: &file.guest_path,
-        size: file.size,
-        modified_ms: file.modified_ms,
-        content_type: content_type(&file.filename),
-    };
-    let vars = template::Vars {
-        user,
-        modified_ms: file.modified_ms,
-        prompt_id: file.prompt_id.as_deref(),
-        subfolder: &file.subfolder,
-        filename: &file.filename,
-        kind,
-    };
+    let (source, vars) = source_and_vars(file);
     let mut removed = Vec::new();
     let mut kept = Vec::new();
     let mut retry = Vec::new();

@@ -680,23 +680,11 @@ impl PluginRegistry {
         &self,
         file: &OutputFile,
     ) -> Vec<(String, Result<SyncOutcome, CallErrorKind>)> {
-        let mut out = Vec::new();
-        for (slot, loaded) in self.chain(HookKind::OutputSync) {
-            let input = HookInput::Output { file };
-            let r = match self
-                .invoke(&slot, &loaded, file.prompt_id.as_deref(), input)
-                .await
-            {
-                Ok(HookOutput::Output(o)) => Ok(o),
-                Ok(other) => Err(mismatch(other)),
-                Err(kind) => Err(kind),
-            };
-            if let Err(kind) = &r {
-                self.observer_failed(&slot, kind.clone());
-            }
-            out.push((slot.id.clone(), r));
-        }
-        out
+        self.output_chain(file, HookInput::Output { file }, false, |o| match o {
+            HookOutput::Output(o) => Ok(o),
+            other => Err(other),
+        })
+        .await
     }
 
     /// output-mirror chain: every enabled output-sync plugin that exports `output-mirror`
@@ -706,18 +694,33 @@ impl PluginRegistry {
         &self,
         file: &OutputFile,
     ) -> Vec<(String, Result<RemovalOutcome, CallErrorKind>)> {
+        self.output_chain(file, HookInput::Removed { file }, true, |o| match o {
+            HookOutput::Removed(o) => Ok(o),
+            other => Err(other),
+        })
+        .await
+    }
+
+    /// One call per output-sync plugin (only those exporting `output-mirror` when
+    /// `mirror_only`), failures reported to each plugin's breaker as an observer's; `pick`
+    /// takes the expected answer out of the hook output (anything else is a mismatch).
+    async fn output_chain<T>(
+        &self,
+        file: &OutputFile,
+        input: HookInput<'_>,
+        mirror_only: bool,
+        pick: fn(HookOutput) -> Result<T, HookOutput>,
+    ) -> Vec<(String, Result<T, CallErrorKind>)> {
         let mut out = Vec::new();
         for (slot, loaded) in self.chain(HookKind::OutputSync) {
-            if !loaded.code.mirrors_removals() {
+            if mirror_only && !loaded.code.mirrors_removals() {
                 continue;
             }
-            let input = HookInput::Removed { file };
             let r = match self
                 .invoke(&slot, &loaded, file.prompt_id.as_deref(), input)
                 .await
             {
-                Ok(HookOutput::Removed(o)) => Ok(o),
-                Ok(other) => Err(mismatch(other)),
+                Ok(o) => pick(o).map_err(mismatch),
                 Err(kind) => Err(kind),
             };
             if let Err(kind) = &r {
