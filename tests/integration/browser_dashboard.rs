@@ -58,6 +58,18 @@ async fn open(b: &mut Browser, host: &Host, page: &str, ready: &str) {
     b.wait_for(page, ready, Duration::from_secs(20)).await;
 }
 
+/// Sets `max_nodes` in the plugin's config form and submits it. Retried until the form is
+/// there: the page may still be re-rendering from the navigation that showed it.
+async fn submit_max_nodes(b: &mut Browser, value: &str) {
+    let expr = format!(
+        "(() => {{ const i = document.getElementById('cfg-max_nodes'); \
+         const f = document.getElementById('config-form'); if (!i || !f) return false; \
+         i.value = '{value}'; f.requestSubmit(); return true; }})()"
+    );
+    b.wait_for("the config form", &expr, Duration::from_secs(10))
+        .await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_admin_runs_the_workshop_from_the_dashboard() {
     let Some(pre) = browser::prereqs() else {
@@ -106,7 +118,7 @@ async fn an_admin_runs_the_workshop_from_the_dashboard() {
         "!!document.getElementById('cfg-max_nodes')",
     )
     .await;
-    b.eval("document.getElementById('cfg-max_nodes').value = '0'; document.getElementById('config-form').requestSubmit(); true").await;
+    submit_max_nodes(&mut b, "0").await;
     let err = b
         .wait_for(
             "a validation error",
@@ -124,7 +136,7 @@ async fn an_admin_runs_the_workshop_from_the_dashboard() {
     );
     b.screenshot("dashboard-config-invalid.png").await;
     assert_eq!(submit(&host).await, 200, "2 nodes pass the default limit");
-    b.eval("document.getElementById('cfg-max_nodes').value = '1'; document.getElementById('config-form').requestSubmit(); true").await;
+    submit_max_nodes(&mut b, "1").await;
     b.wait_for(
         "the saved config",
         "document.getElementById('toast')?.innerText.includes('Configuration of node-limit saved')",
