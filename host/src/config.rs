@@ -44,6 +44,11 @@ pub struct RunArgs {
     #[arg(long, env = "COMFYHOST_PLUGINS_DIR")]
     pub plugins_dir: Option<PathBuf>,
 
+    /// Compiled plugin artifacts (`<dir>/<engine-hash>/<sha256>.cwasm`), keyed by the code's
+    /// hash, so several hosts can share one. Default `<data-dir>/cache/plugins`.
+    #[arg(long, env = "COMFYHOST_PLUGIN_CACHE_DIR")]
+    pub plugin_cache_dir: Option<PathBuf>,
+
     /// Seconds between scans of the drop-in plugins directory (new or changed plugins are
     /// loaded, removed ones dropped); 0 scans only at start and on `POST /plugins/rescan`.
     #[arg(
@@ -135,6 +140,12 @@ impl RunArgs {
         } else {
             ComfyMode::Simulator
         }
+    }
+
+    pub fn plugin_cache_dir(&self) -> PathBuf {
+        self.plugin_cache_dir
+            .clone()
+            .unwrap_or_else(|| self.data_dir.join("cache").join("plugins"))
     }
 
     pub fn plugins_dir(&self) -> PathBuf {

@@ -19,7 +19,7 @@ const MAX_PLUGIN_MEMORY: u64 = 1 << 30;
 
 pub async fn open(args: &RunArgs, store: Store) -> anyhow::Result<PluginRegistry> {
     let engine = PluginEngine::new(EngineConfig {
-        cache_dir: args.data_dir.join("cache").join("plugins"),
+        cache_dir: args.plugin_cache_dir(),
         pool_instances: POOL_INSTANCES,
         max_memory_bytes: MAX_PLUGIN_MEMORY,
     })

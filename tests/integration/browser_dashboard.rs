@@ -3,14 +3,12 @@
 //! approve a capability, change a config and see it validated, restart ComfyUI and watch its
 //! state change; a screenshot of every page is kept under `target/test-artifacts/`.
 
-mod support;
-
 use std::time::Duration;
 
+use crate::support::browser::{self, Browser};
+use crate::support::wasm::{build_component, workspace_root};
+use crate::support::{ADMIN_TOKEN, Host, empty_image_workflow};
 use serde_json::{Value, json};
-use support::browser::{self, Browser};
-use support::wasm::{build_component, workspace_root};
-use support::{ADMIN_TOKEN, Host, empty_image_workflow};
 
 /// The template plugin (a node-limit router) twice: as itself, and under another id with a
 /// manifest that asks for a network capability (so it waits for approval).

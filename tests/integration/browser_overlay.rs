@@ -4,14 +4,12 @@
 //! readable error, checks the admin view and that disabling the plugin removes the banner on
 //! the next page load. Screenshots are kept under `target/test-artifacts/`.
 
-mod support;
-
 use std::time::Duration;
 
+use crate::support::browser::{self, Browser};
+use crate::support::wasm::first_party_plugin;
+use crate::support::{ADMIN_TOKEN, Host, empty_image_workflow};
 use serde_json::json;
-use support::browser::{self, Browser};
-use support::wasm::first_party_plugin;
-use support::{ADMIN_TOKEN, Host, empty_image_workflow};
 
 const BANNER_TEXT: &str = "(document.getElementById('comfyhost-overlay')?.innerText || '')";
 

@@ -3,10 +3,8 @@
 //! CSRF token (403); the admin session with it and the admin token succeed. Sign-in attempts
 //! are rate-limited.
 
-mod support;
-
+use crate::support::{ADMIN_TOKEN, Host};
 use serde_json::{Value, json};
-use support::{ADMIN_TOKEN, Host};
 
 /// (method, path, body) of every state-changing endpoint.
 fn mutating() -> Vec<(&'static str, &'static str, Value)> {

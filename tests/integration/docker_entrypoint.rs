@@ -4,16 +4,13 @@
 //! host (simulator mode) that serves its health endpoint and stops cleanly on SIGTERM.
 
 // A test crate: unwrap is the assertion. (allow-unwrap-in-tests covers only #[test] fns.)
-#![allow(clippy::unwrap_used)]
-
-mod support;
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use support::free_port;
+use crate::support::free_port;
 
 const ENTRYPOINT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../docker/entrypoint.sh");
 const HEALTHCHECK: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../docker/healthcheck.sh");

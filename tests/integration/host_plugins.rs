@@ -2,13 +2,11 @@
 //! and enablement, the declared-AND-granted rule on updates, rollback, and a hostile router that
 //! is cut off at its deadline and tripped by the crash-loop breaker while the host keeps serving.
 
-mod support;
-
 use std::time::{Duration, Instant};
 
+use crate::support::wasm::{build_component, plugin_dir, workspace_root};
+use crate::support::{ADMIN_TOKEN, Host, empty_image_workflow};
 use serde_json::{Value, json};
-use support::wasm::{build_component, plugin_dir, workspace_root};
-use support::{ADMIN_TOKEN, Host, empty_image_workflow};
 
 fn template_manifest() -> String {
     std::fs::read_to_string(workspace_root().join("sdk/template/plugin.toml"))

@@ -2,13 +2,11 @@
 //! WebSocket, binary frames, %2F paths), ComfyUI crash -> restart with backoff -> ready,
 //! state events, startup timeout, ComfyUI down -> clear errors, admin auth.
 
-mod support;
-
 use std::time::Duration;
 
+use crate::support::{ADMIN_TOKEN, Host, empty_image_workflow};
 use futures::{SinkExt, StreamExt};
 use serde_json::{Value, json};
-use support::{ADMIN_TOKEN, Host, empty_image_workflow};
 use tokio_tungstenite::tungstenite::Message;
 
 async fn ws_connect(
@@ -155,7 +153,7 @@ async fn proxies_http_and_ws_through_the_real_binary() {
 
 #[tokio::test]
 async fn binary_preview_frames_are_relayed() {
-    let models = support::models_dir_with_checkpoint();
+    let models = crate::support::models_dir_with_checkpoint();
     let host = Host::builder()
         .arg(format!(
             "--comfyui-arg=--sim-models-dir {}",
@@ -169,7 +167,7 @@ async fn binary_preview_frames_are_relayed() {
     // A sampler workflow whose model the simulator provides.
     let r = Host::client()
         .post(host.url("/prompt"))
-        .json(&json!({"prompt": support::sampler_workflow(), "client_id": client_id}))
+        .json(&json!({"prompt": crate::support::sampler_workflow(), "client_id": client_id}))
         .send()
         .await
         .unwrap();

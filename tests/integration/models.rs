@@ -4,18 +4,14 @@
 //! installs from a local HTTP server honouring `Range` (resume after a cut connection, bad
 //! checksum rejected, pause/resume/cancel, a disk-full refusal).
 
-#[path = "support/range_server.rs"]
-mod range_server;
-mod support;
-
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use range_server::{Behaviour, RangeServer};
+use crate::support::range_server::{Behaviour, RangeServer};
+use crate::support::wasm::{plugin_dir, workspace_root};
+use crate::support::{ADMIN_TOKEN, Host};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
-use support::wasm::{plugin_dir, workspace_root};
-use support::{ADMIN_TOKEN, Host};
 
 const HASH: &str = "0000000000000000000000000000000000000000000000000000000000000000";
 

@@ -6,10 +6,6 @@
 //! moto: `python3 -m pip install --user 'moto[server]'`. Without it the S3 tests print why and
 //! pass, unless `COMFYHOST_REQUIRE_MOTO=1` (CI sets it), where they fail.
 
-#![allow(clippy::unwrap_used)]
-
-mod support;
-
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -17,9 +13,9 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use crate::support::wasm::{build_component, workspace_root};
+use crate::support::{ADMIN_TOKEN, empty_image_workflow, free_port};
 use serde_json::{Value, json};
-use support::wasm::{build_component, workspace_root};
-use support::{ADMIN_TOKEN, empty_image_workflow, free_port};
 
 const BUCKET: &str = "renders";
 
@@ -175,7 +171,7 @@ impl RunningHost {
 
     /// Like [`RunningHost::start`], with extra `comfyhost run` arguments.
     async fn start_with(data_dir: &Path, env: &[(String, String)], args: &[&str]) -> RunningHost {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_comfyhost"));
+        let mut cmd = crate::support::host_command();
         cmd.arg("run")
             .args(args)
             .args(["--listen", "127.0.0.1:0"])

@@ -4,16 +4,12 @@
 //! times out, fails with 500 or goes to an origin that is not granted falls back to the static style without failing
 //! the submission.
 
-#[path = "support/fake_openai.rs"]
-mod fake_openai;
-mod support;
-
 use std::time::{Duration, Instant};
 
-use fake_openai::{FakeOpenAi, Mode};
+use crate::support::fake_openai::{FakeOpenAi, Mode};
+use crate::support::wasm::{plugin_dir, workspace_root};
+use crate::support::{ADMIN_TOKEN, Host, models_dir_with_checkpoint, sampler_workflow};
 use serde_json::{Value, json};
-use support::wasm::{plugin_dir, workspace_root};
-use support::{ADMIN_TOKEN, Host, models_dir_with_checkpoint, sampler_workflow};
 
 const STATIC_CINEMATIC: &str = "cinematic film still of a cat, dramatic lighting";
 

@@ -4,16 +4,14 @@
 //! throughput and the latency the host adds to a submission (no timed assertions; run with
 //! `cargo test --release -p comfyhost --test queue_load -- --nocapture` for figures).
 
-mod support;
-
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
+use crate::support::remote::{RemoteSim, backends_file};
+use crate::support::wasm::first_party_plugin;
+use crate::support::{ADMIN_TOKEN, Host, empty_image_workflow};
 use futures::StreamExt;
 use serde_json::{Value, json};
-use support::remote::{RemoteSim, backends_file};
-use support::wasm::first_party_plugin;
-use support::{ADMIN_TOKEN, Host, empty_image_workflow};
 use tokio_tungstenite::tungstenite::Message;
 
 const USERS: usize = 20;

@@ -4,17 +4,15 @@
 //! cold start, early "lost prompt" errors, remote errors and images delivered to the browser's
 //! own socket, interrupts reaching the remote, a host restart mid-job, and per-user fairness.
 
-mod support;
-
 use std::time::{Duration, Instant};
 
-use futures::StreamExt;
-use serde_json::{Value, json};
-use support::remote::{
+use crate::support::remote::{
     FakeRunpod, RemoteSim, RunpodBehaviour, backends_file, black_hole_comfyui, hollow_comfyui,
 };
-use support::wasm::first_party_plugin;
-use support::{ADMIN_TOKEN, Host, empty_image_workflow};
+use crate::support::wasm::first_party_plugin;
+use crate::support::{ADMIN_TOKEN, Host, empty_image_workflow};
+use futures::StreamExt;
+use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::Message;
 
 type Ws =

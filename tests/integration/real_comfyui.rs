@@ -2,13 +2,11 @@
 //! Set `COMFYHOST_REAL_COMFYUI_DIR` (a ComfyUI checkout) and `COMFYHOST_REAL_PYTHON` (its venv
 //! interpreter), see `../shared/REAL_COMFYUI.md`; without them the test prints why it skips.
 
-mod support;
-
 use std::time::Duration;
 
+use crate::support::{Host, empty_image_workflow};
 use futures::StreamExt;
 use serde_json::{Value, json};
-use support::{Host, empty_image_workflow};
 use tokio_tungstenite::tungstenite::Message;
 
 #[tokio::test]

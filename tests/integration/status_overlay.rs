@@ -4,15 +4,13 @@
 //! remote), admins get the admin detail, errors are readable, and disabling the plugin takes
 //! the script off the page.
 
-mod support;
-
 use std::time::{Duration, Instant};
 
+use crate::support::remote::{RemoteSim, backends_file};
+use crate::support::wasm::first_party_plugin;
+use crate::support::{ADMIN_TOKEN, Host, empty_image_workflow};
 use futures::StreamExt;
 use serde_json::{Value, json};
-use support::remote::{RemoteSim, backends_file};
-use support::wasm::first_party_plugin;
-use support::{ADMIN_TOKEN, Host, empty_image_workflow};
 use tokio_tungstenite::tungstenite::Message;
 
 type Ws =

@@ -3,6 +3,8 @@
 #![allow(dead_code)]
 
 pub mod browser;
+pub mod fake_openai;
+pub mod range_server;
 pub mod remote;
 pub mod wasm;
 
@@ -30,6 +32,24 @@ pub fn free_port() -> u16 {
         }
     }
     panic!("no free port in 20000-31999")
+}
+
+/// The `comfyhost` binary under test, sharing one compiled-plugin cache with every other test
+/// host (artifacts are keyed by the code's sha256, so sharing is safe): each component is
+/// compiled once per test run instead of once per host start.
+pub fn host_command() -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_comfyhost"));
+    cmd.env("COMFYHOST_PLUGIN_CACHE_DIR", shared_plugin_cache());
+    cmd
+}
+
+/// `<target>/test-plugin-cache`, beside the test binary's own target directory.
+fn shared_plugin_cache() -> PathBuf {
+    let bin = Path::new(env!("CARGO_BIN_EXE_comfyhost"));
+    bin.ancestors()
+        .nth(2)
+        .map(|target| target.join("test-plugin-cache"))
+        .unwrap_or_else(|| std::env::temp_dir().join("comfyhost-test-plugin-cache"))
 }
 
 pub struct Host {
@@ -191,7 +211,7 @@ impl HostBuilder {
             copy_dir(p, &plugins_dir.join(name));
         }
         let comfy_port = free_port();
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_comfyhost"));
+        let mut cmd = host_command();
         cmd.arg("run")
             .args(["--listen", "127.0.0.1:0"])
             .arg("--data-dir")

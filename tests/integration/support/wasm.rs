@@ -1,45 +1,13 @@
-//! Builds wasm plugin crates of this workspace for the tests (once per test binary), in a
-//! target directory of their own so the outer `cargo test` build is never blocked.
+//! The wasm plugin crates of this workspace as test plugins: components come from
+//! `comfyhost_test_wasm` (prebuilt by CI, or built on demand for a developer's run).
 
 use std::path::PathBuf;
-use std::process::Command;
-use std::sync::Mutex;
 
-static BUILD_LOCK: Mutex<()> = Mutex::new(());
+pub use comfyhost_test_wasm::workspace_root;
 
-pub fn workspace_root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("workspace root")
-        .to_path_buf()
-}
-
-/// Build `package` for wasm32-wasip2 and return the path of its component.
+/// The component of wasm crate `package`.
 pub fn build_component(package: &str) -> PathBuf {
-    let _guard = BUILD_LOCK.lock().unwrap_or_else(|e| e.into_inner());
-    let root = workspace_root();
-    let target_dir = root.join("target").join("wasm-tests");
-    let status = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
-        .current_dir(&root)
-        .args([
-            "build",
-            "--quiet",
-            "--target",
-            "wasm32-wasip2",
-            "-p",
-            package,
-        ])
-        .arg("--target-dir")
-        .arg(&target_dir)
-        .status()
-        .expect("run cargo");
-    assert!(status.success(), "building wasm package {package} failed");
-    let file = target_dir
-        .join("wasm32-wasip2")
-        .join("debug")
-        .join(format!("{}.wasm", package.replace('-', "_")));
-    assert!(file.exists(), "{} missing after build", file.display());
-    file
+    comfyhost_test_wasm::component(package)
 }
 
 /// A first-party plugin (`plugins/<package>`) as an admin drops it in: `<root>/<package>/` with

@@ -1,0 +1,8 @@
+//! Integration tests of this crate: one test binary, one module per area (linked once;
+//! cargo-nextest runs the tests concurrently, each in its own process).
+#![allow(clippy::unwrap_used)] // tests may unwrap
+
+mod common;
+
+mod hostile;
+mod registry_wasm;

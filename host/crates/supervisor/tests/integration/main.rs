@@ -1,0 +1,10 @@
+//! Integration tests of this crate: one test binary, one module per area (linked once;
+//! cargo-nextest runs the tests concurrently, each in its own process).
+#![allow(clippy::unwrap_used)] // tests may unwrap
+
+mod support;
+
+mod host_death;
+mod lifecycle;
+mod ports_and_attach;
+mod real_comfyui;

@@ -1,0 +1,20 @@
+//! The host's integration tests: one test binary, one module per area. Every test starts the
+//! real `comfyhost` binary (see `support`), so the binary is linked once for all of them and
+//! cargo-nextest runs the tests concurrently, each in its own process.
+#![allow(clippy::unwrap_used)] // tests may unwrap
+
+mod support;
+
+mod browser_dashboard;
+mod browser_overlay;
+mod dashboard_auth;
+mod docker_entrypoint;
+mod host_plugins;
+mod host_simulator;
+mod models;
+mod output_sync;
+mod prompt_enhance;
+mod queue_load;
+mod queue_redirect;
+mod real_comfyui;
+mod status_overlay;
