@@ -23,11 +23,12 @@
 //! ```
 //!
 //! Build with `cargo build --target wasm32-wasip2` (crate-type `cdylib`); see
-//! `docs/writing-a-plugin.md` and the template in `sdk/template`.
+//! `docs/writing-a-plugin.md` and the templates in `sdk/templates/` (one per hook; `comfyhost plugin new` copies them).
 //!
 //! Host-backed helpers ([`config()`], [`kv`], [`secret()`], [`log`], [`http`]) call the host inside the
-//! sandbox. In a native build (unit tests) logging goes to stderr and the others return typed
-//! "not running inside comfyhost" errors, so plugin logic stays testable with `cargo test`.
+//! sandbox. In a native build (`cargo test`) they answer from a fake host the test installs
+//! (`testing::FakeHost`: config, secrets, kv, log, clock); without one, logging goes to stderr
+//! and the others return typed "not running inside comfyhost" errors.
 
 #![cfg_attr(test, allow(clippy::unwrap_used))] // tests may unwrap
 
@@ -45,6 +46,8 @@ pub mod prelude;
 pub mod secrets;
 pub mod submission;
 pub mod system;
+#[cfg(not(target_arch = "wasm32"))]
+pub mod testing;
 pub mod workflow;
 
 /// The host interface every world imports (raw bindings; prefer the typed helpers).

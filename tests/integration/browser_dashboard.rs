@@ -13,8 +13,8 @@ use serde_json::{Value, json};
 /// The template plugin (a node-limit router) twice: as itself, and under another id with a
 /// manifest that asks for a network capability (so it waits for approval).
 fn plugins(root: &std::path::Path) -> Vec<std::path::PathBuf> {
-    let wasm = build_component("comfyhost-plugin-template");
-    let src = workspace_root().join("sdk/template");
+    let wasm = build_component("comfyhost-template-queue-router");
+    let src = workspace_root().join("sdk/templates/queue-router");
     let manifest = std::fs::read_to_string(src.join("plugin.toml")).expect("manifest");
     let mut dirs = Vec::new();
     for (id, extra) in [
@@ -34,7 +34,7 @@ fn plugins(root: &std::path::Path) -> Vec<std::path::PathBuf> {
             dir.join("config.schema.json"),
         )
         .expect("schema");
-        std::fs::copy(&wasm, dir.join("comfyhost_plugin_template.wasm")).expect("wasm");
+        std::fs::copy(&wasm, dir.join("comfyhost_template_queue_router.wasm")).expect("wasm");
         dirs.push(dir);
     }
     dirs

@@ -9,14 +9,14 @@ use crate::support::{ADMIN_TOKEN, Host, empty_image_workflow};
 use serde_json::{Value, json};
 
 fn template_manifest() -> String {
-    std::fs::read_to_string(workspace_root().join("sdk/template/plugin.toml"))
+    std::fs::read_to_string(workspace_root().join("sdk/templates/queue-router/plugin.toml"))
         .expect("template manifest")
 }
 
 fn template_dir() -> (tempfile::TempDir, std::path::PathBuf) {
-    let (tmp, dir) = plugin_dir("comfyhost-plugin-template", &template_manifest());
+    let (tmp, dir) = plugin_dir("comfyhost-template-queue-router", &template_manifest());
     std::fs::copy(
-        workspace_root().join("sdk/template/config.schema.json"),
+        workspace_root().join("sdk/templates/queue-router/config.schema.json"),
         dir.join("config.schema.json"),
     )
     .expect("schema");
@@ -108,8 +108,10 @@ async fn drop_in_router_config_and_toggle_take_effect_live() {
 }
 
 async fn install(host: &Host, manifest: &str, wasm: &[u8]) -> reqwest::Response {
-    let schema = std::fs::read_to_string(workspace_root().join("sdk/template/config.schema.json"))
-        .expect("template schema");
+    let schema = std::fs::read_to_string(
+        workspace_root().join("sdk/templates/queue-router/config.schema.json"),
+    )
+    .expect("template schema");
     let form = reqwest::multipart::Form::new()
         .text("manifest", manifest.to_string())
         .text("schema", schema)
@@ -129,7 +131,7 @@ async fn install(host: &Host, manifest: &str, wasm: &[u8]) -> reqwest::Response 
 #[tokio::test]
 async fn install_api_update_needs_approval_and_rollback() {
     let host = Host::builder().start().await;
-    let wasm = std::fs::read(build_component("comfyhost-plugin-template")).unwrap();
+    let wasm = std::fs::read(build_component("comfyhost-template-queue-router")).unwrap();
     let v1 = template_manifest();
 
     // Unauthenticated install is refused.
