@@ -17,6 +17,7 @@ pub mod jobs;
 pub mod models;
 pub mod outputs;
 pub mod overlay;
+pub mod plugin_cli;
 pub mod plugins_setup;
 pub mod remote;
 pub mod state;

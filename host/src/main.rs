@@ -1,5 +1,6 @@
 //! `comfyhost`: runs beside ComfyUI, supervises it, proxies its API and runs sandboxed wasm
-//! plugins. Subcommands: `run` (default), `gpu` (GPU + attention report), and the internal
+//! plugins. Subcommands: `run` (default), `gpu` (GPU + attention report), `plugin` (author
+//! tools: `new`, `call`), and the internal
 //! `simulate-comfyui` (the embedded ComfyUI simulator the host launches when no real ComfyUI is
 //! configured).
 
@@ -26,6 +27,8 @@ enum Command {
     Run(Box<RunArgs>),
     /// Print the GPU inventory, the attention decision and its reasons.
     Gpu(comfyhost::gpu_cli::GpuArgs),
+    /// Plugin author tools: scaffold a plugin, run one hook call without a host.
+    Plugin(comfyhost::plugin_cli::PluginArgs),
     /// Run the built-in ComfyUI simulator (what the host launches when no ComfyUI is configured).
     #[command(hide = true, disable_help_flag = true)]
     SimulateComfyui {
@@ -43,6 +46,7 @@ fn main() -> std::process::ExitCode {
             exit_code(comfy_sim::cli_main(argv))
         }
         Some(Command::Gpu(args)) => run_async(comfyhost::gpu_cli::run(args)),
+        Some(Command::Plugin(args)) => run_async(comfyhost::plugin_cli::run(args)),
         Some(Command::Run(args)) => run_async(comfyhost::app::run(*args)),
         None => run_async(comfyhost::app::run(cli.run)),
     }

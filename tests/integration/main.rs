@@ -13,6 +13,7 @@ mod host_plugins;
 mod host_simulator;
 mod models;
 mod output_sync;
+mod plugin_author;
 mod prompt_enhance;
 mod queue_load;
 mod queue_redirect;

@@ -21,6 +21,21 @@ pub fn workspace_root() -> PathBuf {
         .expect("workspace root")
 }
 
+/// Where a test builds wasm crates of its own (e.g. a scaffolded plugin): the main target
+/// directory when CI prebuilt the components (cargo is not running then), else
+/// `target/wasm-tests` as for [`component`].
+pub fn wasm_target_dir() -> PathBuf {
+    match std::env::var_os(PREBUILT_DIR_ENV) {
+        // <target>/wasm32-wasip2/debug
+        Some(dir) => Path::new(&dir)
+            .ancestors()
+            .nth(2)
+            .map(Path::to_path_buf)
+            .unwrap_or_else(|| workspace_root().join("target")),
+        None => workspace_root().join("target").join("wasm-tests"),
+    }
+}
+
 /// The component of workspace crate `package` (e.g. `queue-redirect`, `hostile-spin-loop`).
 pub fn component(package: &str) -> PathBuf {
     let file_name = format!("{}.wasm", package.replace('-', "_"));

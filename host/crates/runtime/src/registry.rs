@@ -924,6 +924,7 @@ impl PluginRegistry {
             kv: self.inner.kv.clone(),
             log: logs.clone(),
             host_info: Arc::new(self.inner.cfg.host_info.clone()),
+            usage: None,
         };
         Ok(LoadedPlugin {
             manifest,

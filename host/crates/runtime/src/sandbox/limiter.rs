@@ -12,6 +12,7 @@ pub const MAX_TABLE_ELEMENTS: usize = 1 << 20;
 pub struct CallLimiter {
     memory_bytes: u64,
     hit: bool,
+    peak: u64,
 }
 
 impl CallLimiter {
@@ -20,12 +21,18 @@ impl CallLimiter {
         Self {
             memory_bytes,
             hit: false,
+            peak: 0,
         }
     }
 
     /// True once a memory growth was refused during this call.
     pub fn memory_limit_hit(&self) -> bool {
         self.hit
+    }
+
+    /// The largest linear memory size granted during this call, in bytes.
+    pub fn peak_memory_bytes(&self) -> u64 {
+        self.peak
     }
 }
 
@@ -43,7 +50,11 @@ impl ResourceLimiter for CallLimiter {
                 self.memory_bytes
             )));
         }
-        Ok(maximum.is_none_or(|max| desired <= max))
+        let allowed = maximum.is_none_or(|max| desired <= max);
+        if allowed {
+            self.peak = self.peak.max(desired as u64);
+        }
+        Ok(allowed)
     }
 
     fn memory_grow_failed(&mut self, error: wasmtime::Error) -> wasmtime::Result<()> {

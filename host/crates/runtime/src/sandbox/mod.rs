@@ -46,6 +46,37 @@ pub struct CallEnv {
     pub log: Arc<dyn PluginLogSink>,
     /// Facts returned by the `host-info` import.
     pub host_info: Arc<Vec<(String, String)>>,
+    /// Where a call reports what it used, for tools that show it (`comfyhost plugin call`).
+    pub usage: Option<Arc<CallUsage>>,
+}
+
+/// What a call used: its largest linear memory, its wall time.
+#[derive(Debug, Default)]
+pub struct CallUsage {
+    peak_memory_bytes: std::sync::atomic::AtomicU64,
+    elapsed_us: std::sync::atomic::AtomicU64,
+}
+
+impl CallUsage {
+    /// The largest linear memory the guest had, in bytes.
+    pub fn peak_memory_bytes(&self) -> u64 {
+        self.peak_memory_bytes
+            .load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Time from store creation to the end of the call (instantiate included).
+    pub fn elapsed(&self) -> Duration {
+        Duration::from_micros(self.elapsed_us.load(std::sync::atomic::Ordering::Relaxed))
+    }
+
+    fn record(&self, peak_memory_bytes: u64, elapsed: Duration) {
+        use std::sync::atomic::Ordering::Relaxed;
+        self.peak_memory_bytes.fetch_max(peak_memory_bytes, Relaxed);
+        self.elapsed_us.store(
+            u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX),
+            Relaxed,
+        );
+    }
 }
 
 /// Extra time the tokio timeout allows beyond the deadline, so a running guest is stopped by
@@ -134,6 +165,9 @@ pub fn finish<R>(
     outcome: Guarded<R>,
 ) -> Result<R, CallErrorKind> {
     store.data().flush_output();
+    if let Some(usage) = &env.usage {
+        usage.record(store.data().peak_memory_bytes(), started.elapsed());
+    }
     let result = match outcome {
         Guarded::TimedOut => Err(timed_out_kind(store.data(), env.budget.deadline)),
         Guarded::Done(Ok(v)) => Ok(v),

@@ -60,6 +60,11 @@ impl PluginState {
         self.limiter.memory_limit_hit()
     }
 
+    /// The largest linear memory the guest had during this call, in bytes.
+    pub fn peak_memory_bytes(&self) -> u64 {
+        self.limiter.peak_memory_bytes()
+    }
+
     /// Emits partial lines the guest left on stdout/stderr.
     pub(crate) fn flush_output(&self) {
         self.stdout.flush_pending();

@@ -91,6 +91,10 @@ async fn memory_bomb_hits_the_memory_limit() {
             limit_bytes: 16 * MIB
         })
     );
+    // The call reports how far it got: up to the budget, never past it.
+    let peak = t.usage.peak_memory_bytes();
+    assert!(peak > MIB && peak <= 16 * MIB, "peak {peak}");
+    assert!(t.usage.elapsed() > Duration::ZERO);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

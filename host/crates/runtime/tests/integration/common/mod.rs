@@ -12,7 +12,7 @@ use comfyhost_runtime::capabilities::kv::MemoryKv;
 use comfyhost_runtime::capabilities::log::MemoryLogSink;
 use comfyhost_runtime::grants::EffectiveCaps;
 use comfyhost_runtime::manifest::{Budget, FailurePolicy};
-use comfyhost_runtime::sandbox::CallEnv;
+use comfyhost_runtime::sandbox::{CallEnv, CallUsage};
 use comfyhost_runtime::types::Submission;
 
 /// The workspace root (three levels above this crate).
@@ -53,6 +53,7 @@ pub struct TestEnv {
     pub env: CallEnv,
     pub kv: Arc<MemoryKv>,
     pub log: Arc<MemoryLogSink>,
+    pub usage: Arc<CallUsage>,
 }
 
 /// Builds a call environment.
@@ -65,6 +66,7 @@ pub fn env(
 ) -> TestEnv {
     let kv = Arc::new(MemoryKv::new());
     let log = Arc::new(MemoryLogSink::new());
+    let usage = Arc::new(CallUsage::default());
     let env = CallEnv {
         plugin_id: plugin_id.into(),
         prompt_id: Some(format!("prompt-of-{plugin_id}")),
@@ -79,6 +81,12 @@ pub fn env(
         kv: kv.clone(),
         log: log.clone(),
         host_info: Arc::new(vec![("host-version".into(), "test".into())]),
+        usage: Some(usage.clone()),
     };
-    TestEnv { env, kv, log }
+    TestEnv {
+        env,
+        kv,
+        log,
+        usage,
+    }
 }
