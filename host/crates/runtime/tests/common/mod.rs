@@ -113,6 +113,7 @@ pub fn env(
         kv: kv.clone(),
         log: log.clone(),
         host_info: Arc::new(vec![("host-version".into(), "test".into())]),
+        budgets: comfyhost_runtime::sandbox::budget::SharedBudgets::standalone(),
     };
     TestEnv { env, kv, log }
 }
