@@ -314,7 +314,9 @@ impl PluginRegistry {
                 continue;
             }
             let hook = cand.manifest.hook();
-            let loaded = match self.inner.scan_memory.failure(&sha, hook) {
+            let remembered = self.inner.scan_memory.failure(&sha, hook);
+            let warn_again = remembered.is_none();
+            let loaded = match remembered {
                 Some(err) => Err(RuntimeError::Compile(format!(
                     "{err} (remembered for this component's sha256; not compiled again until it changes)"
                 ))),
@@ -349,7 +351,11 @@ impl PluginRegistry {
                 Ok(Some(())) => report.loaded.push(id),
                 Ok(None) => report.unchanged.push(id),
                 Err(e) => {
-                    tracing::warn!(plugin = %id, error = %e, "plugin failed to load");
+                    if warn_again {
+                        tracing::warn!(plugin = %id, error = %e, "plugin failed to load");
+                    } else {
+                        tracing::debug!(plugin = %id, error = %e, "plugin still broken");
+                    }
                     report.broken.push((id.clone(), e.to_string()));
                     broken.insert(id, (cand.dir, e.to_string()));
                 }
