@@ -25,7 +25,9 @@ pub fn spawn_job_retention(store: Store, cancel: CancellationToken) {
             .await;
             match pass {
                 Ok(Ok(0)) => {}
-                Ok(Ok(n)) => tracing::info!(removed = n, "job records past their retention removed"),
+                Ok(Ok(n)) => {
+                    tracing::info!(removed = n, "job records past their retention removed")
+                }
                 Ok(Err(e)) => tracing::warn!(error = %e, "job retention pass failed"),
                 Err(e) => tracing::warn!(error = %e, "job retention task failed"),
             }

@@ -56,7 +56,10 @@ async fn normal_traffic(host: &Host, rounds: usize) -> Latency {
             .expect("normal prompt");
         let status = r.status();
         let body = r.text().await.unwrap_or_default();
-        assert_eq!(status, 200, "a normal prompt was refused during the attack: {body}");
+        assert_eq!(
+            status, 200,
+            "a normal prompt was refused during the attack: {body}"
+        );
         lat.prompt.push(started.elapsed());
         let started = Instant::now();
         let r = client
@@ -88,7 +91,11 @@ const ROUNDS: usize = 30;
 
 /// Runs `attack` repeatedly on `workers` tasks while normal traffic is measured; returns the
 /// latencies during the attack and what each attack call answered.
-async fn under_attack<F, Fut>(host: &Host, workers: usize, attack: F) -> (Latency, Vec<(u16, Value)>)
+async fn under_attack<F, Fut>(
+    host: &Host,
+    workers: usize,
+    attack: F,
+) -> (Latency, Vec<(u16, Value)>)
 where
     F: Fn(usize) -> Fut + Send + Sync + 'static,
     Fut: Future<Output = (u16, Value)> + Send,
@@ -127,7 +134,10 @@ async fn idle() -> (u16, Value) {
 }
 
 fn message(v: &Value) -> String {
-    v["error"]["message"].as_str().unwrap_or_default().to_owned()
+    v["error"]["message"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned()
         + " "
         + &v["error"]["details"].to_string()
 }
@@ -161,7 +171,10 @@ async fn wait_for(host: &Host, what: &str, pred: impl Fn(&Value) -> bool) -> Val
         if pred(&list) {
             return list;
         }
-        assert!(Instant::now() < deadline, "timed out waiting for {what}: {list:#}");
+        assert!(
+            Instant::now() < deadline,
+            "timed out waiting for {what}: {list:#}"
+        );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
@@ -231,7 +244,12 @@ async fn id_squatting_never_runs_under_the_approved_grants() {
         .env("COMFYHOST_SECRET_API_KEY", "s3cret-value")
         .start()
         .await;
-    let r = admin_put(&host, "/comfyhost/api/plugins/victim/config", json!({"backend": "none"})).await;
+    let r = admin_put(
+        &host,
+        "/comfyhost/api/plugins/victim/config",
+        json!({"backend": "none"}),
+    )
+    .await;
     assert_eq!(r.status(), 200, "{:?}", r.text().await);
     let r = admin_put(
         &host,
@@ -255,14 +273,21 @@ async fn id_squatting_never_runs_under_the_approved_grants() {
         &victim_manifest("hostile_id_squatter.wasm"),
     );
     wait_for(&host, "the duplicate to be refused", |l| {
-        plugin(l, "aaa-squatter")
-            .is_some_and(|p| p["last_error"].to_string().contains("duplicate plugin id victim"))
+        plugin(l, "aaa-squatter").is_some_and(|p| {
+            p["last_error"]
+                .to_string()
+                .contains("duplicate plugin id victim")
+        })
     })
     .await;
     let (during, _) = under_attack(&host, 1, |_| idle()).await;
     report("id squatting: duplicate folder", &quiet, &during);
     let now = host.admin_get("/comfyhost/api/plugins/victim").await;
-    assert_eq!(now["sha256"], approved_sha.as_str(), "never swapped in: {now:#}");
+    assert_eq!(
+        now["sha256"],
+        approved_sha.as_str(),
+        "never swapped in: {now:#}"
+    );
     assert_eq!(now["dir"], plugins.join("victim").display().to_string());
     let activity = host.admin_get("/comfyhost/api/activity").await;
     let refused = activity
@@ -287,7 +312,10 @@ async fn id_squatting_never_runs_under_the_approved_grants() {
     .await;
     let p = plugin(&list, "victim").expect("victim");
     assert_ne!(p["sha256"], approved_sha.as_str());
-    assert!(p["pending"].to_string().contains("\"kind\":\"code\""), "{p:#}");
+    assert!(
+        p["pending"].to_string().contains("\"kind\":\"code\""),
+        "{p:#}"
+    );
     assert_eq!(p["effective"]["secrets"], json!([]), "{p:#}");
     let (during, _) = under_attack(&host, 1, |_| idle()).await;
     report("id squatting: code swapped in place", &quiet, &during);
@@ -342,7 +370,11 @@ failure = "fail-open"
         }
     })
     .await;
-    report("kv flood (2 concurrent writers of 1 MiB values)", &quiet, &during);
+    report(
+        "kv flood (2 concurrent writers of 1 MiB values)",
+        &quiet,
+        &during,
+    );
     let mut stored_total = 0u64;
     for (status, body) in &answers {
         assert_eq!(*status, 400, "{body}");
@@ -357,8 +389,14 @@ failure = "fail-open"
         assert!(m.contains("QuotaExceeded"), "{m}");
     }
     // 8 MiB quota, 1 MiB values: at most 7 distinct keys across every attack call.
-    assert!(stored_total <= 8, "quota held: {stored_total} values stored");
-    println!("[kv flood] {} attack calls, {stored_total} values stored in total", answers.len());
+    assert!(
+        stored_total <= 8,
+        "quota held: {stored_total} values stored"
+    );
+    println!(
+        "[kv flood] {} attack calls, {stored_total} values stored in total",
+        answers.len()
+    );
 }
 
 // ----- 3. file descriptors and symlinks ----------------------------------------------------------
@@ -419,10 +457,20 @@ failure = "fail-closed"
     let m = message(&r.json().await.expect("json"));
     assert!(m.contains("abs=err"), "absolute symlink refused: {m}");
     assert!(m.contains("up=err"), "`..` symlink refused: {m}");
-    assert!(m.contains("inside=ok"), "a symlink inside the grant works: {m}");
+    assert!(
+        m.contains("inside=ok"),
+        "a symlink inside the grant works: {m}"
+    );
     for entry in std::fs::read_dir(&data).expect("data dir") {
-        let name = entry.expect("entry").file_name().to_string_lossy().into_owned();
-        assert!(name.starts_with("inside-"), "escaping link left on disk: {name}");
+        let name = entry
+            .expect("entry")
+            .file_name()
+            .to_string_lossy()
+            .into_owned();
+        assert!(
+            name.starts_with("inside-"),
+            "escaping link left on disk: {name}"
+        );
     }
 
     let quiet = normal_traffic(&host, ROUNDS).await;
@@ -432,7 +480,9 @@ failure = "fail-closed"
     let (peak2, pid) = (peak.clone(), host_pid(&host));
     let sampler = tokio::spawn(async move {
         loop {
-            let fds = std::fs::read_dir(format!("/proc/{pid}/fd")).map(|d| d.count()).unwrap_or(0);
+            let fds = std::fs::read_dir(format!("/proc/{pid}/fd"))
+                .map(|d| d.count())
+                .unwrap_or(0);
             peak2.fetch_max(fds, Ordering::SeqCst);
             tokio::time::sleep(Duration::from_millis(2)).await;
         }
@@ -452,7 +502,11 @@ failure = "fail-closed"
     })
     .await;
     sampler.abort();
-    report("fd hoarding (4 concurrent calls opening files in a loop)", &quiet, &during);
+    report(
+        "fd hoarding (4 concurrent calls opening files in a loop)",
+        &quiet,
+        &during,
+    );
     let mut cut_off = Vec::new();
     for (status, body) in &answers {
         let m = message(body);
@@ -475,7 +529,10 @@ failure = "fail-closed"
             other => panic!("unexpected {other}: {body}"),
         }
     }
-    assert!(!cut_off.is_empty(), "the hoarding calls were cut off: {answers:?}");
+    assert!(
+        !cut_off.is_empty(),
+        "the hoarding calls were cut off: {answers:?}"
+    );
     let peak = peak.load(Ordering::SeqCst);
     println!(
         "[fd hoarding] {} attack calls, {} cut off (first: {}); host fds {fds_before} quiet, peak {peak} during",
@@ -576,12 +633,19 @@ failure = "fail-closed"
         }
     })
     .await;
-    report("host memory: 3 concurrent calls of 150 MiB (host total 256 MiB)", &quiet, &during);
+    report(
+        "host memory: 3 concurrent calls of 150 MiB (host total 256 MiB)",
+        &quiet,
+        &during,
+    );
     let refused = answers
         .iter()
         .filter(|(s, b)| *s == 503 && message(b).contains("memory"))
         .count();
-    assert!(refused >= 1, "the host-wide total refused some calls: {answers:?}");
+    assert!(
+        refused >= 1,
+        "the host-wide total refused some calls: {answers:?}"
+    );
     println!(
         "[host memory] RSS quiet {} MiB, peak after fields attack {} MiB, peak after memory attack {} MiB; {refused} of {} memory calls refused",
         rss_quiet / 1024,
@@ -652,7 +716,11 @@ failure = "fail-open"
         let id = body["prompt_id"].as_str().expect("prompt id");
         if let Some(job) = db.job(id).expect("job") {
             let wf = job.workflow_json.unwrap_or_default();
-            assert!(wf.len() < 4096 && wf.contains("not kept"), "{} bytes kept", wf.len());
+            assert!(
+                wf.len() < 4096 && wf.contains("not kept"),
+                "{} bytes kept",
+                wf.len()
+            );
             checked += 1;
         }
     }
@@ -667,7 +735,11 @@ failure = "fail-open"
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_broken_drop_in_is_compiled_once_and_a_huge_one_never_read() {
-    let host = Host::builder().arg("--plugins-rescan").arg("1").start().await;
+    let host = Host::builder()
+        .arg("--plugins-rescan")
+        .arg("1")
+        .start()
+        .await;
     let quiet = normal_traffic(&host, ROUNDS).await;
     let plugins = host.data_dir.path().join("plugins");
     let manifest = |id: &str| {
@@ -693,7 +765,11 @@ async fn a_broken_drop_in_is_compiled_once_and_a_huge_one_never_read() {
     // Several scans while traffic is measured.
     let (during, _) = under_attack(&host, 1, |_| idle()).await;
     tokio::time::sleep(Duration::from_secs(3)).await;
-    report("broken and huge drop-in components (1 s rescans)", &quiet, &during);
+    report(
+        "broken and huge drop-in components (1 s rescans)",
+        &quiet,
+        &during,
+    );
     let list = host.admin_get("/comfyhost/api/plugins").await;
     let huge = plugin(&list, "huge").expect("huge");
     assert!(huge["last_error"].to_string().contains("limit"), "{huge:#}");
@@ -710,7 +786,11 @@ async fn a_broken_drop_in_is_compiled_once_and_a_huge_one_never_read() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_preset_download_to_an_origin_not_allowed_is_refused() {
     let server = range_server::RangeServer::start().await;
-    let url = server.add("innocent.safetensors", b"hello".to_vec(), range_server::Behaviour::Normal);
+    let url = server.add(
+        "innocent.safetensors",
+        b"hello".to_vec(),
+        range_server::Behaviour::Normal,
+    );
     let tmp = tempfile::tempdir().expect("tmp");
     let dir = drop_in(
         tmp.path(),
@@ -731,7 +811,12 @@ failure = "fail-open"
 "#,
     );
     let host = Host::builder().plugin_dir(dir).start().await;
-    let r = admin_put(&host, "/comfyhost/api/plugins/preset-loopback/config", json!({"url": url})).await;
+    let r = admin_put(
+        &host,
+        "/comfyhost/api/plugins/preset-loopback/config",
+        json!({"url": url}),
+    )
+    .await;
     assert_eq!(r.status(), 200, "{:?}", r.text().await);
     let quiet = normal_traffic(&host, ROUNDS).await;
     let base = host.base.clone();
@@ -750,13 +835,20 @@ failure = "fail-open"
         }
     })
     .await;
-    report("preset resolver proposing a loopback download", &quiet, &during);
+    report(
+        "preset resolver proposing a loopback download",
+        &quiet,
+        &during,
+    );
     let (status, resolution) = &answers[0];
     assert_eq!(*status, 200, "{resolution}");
     // The dashboard gets every file in full and the allowed origins.
     let file = &resolution["presets"][0]["files"][0];
     assert_eq!(file["url"], url.as_str(), "{resolution:#}");
-    assert_eq!(resolution["download_origins"], json!(["https://huggingface.co:443"]));
+    assert_eq!(
+        resolution["download_origins"],
+        json!(["https://huggingface.co:443"])
+    );
     let r = host
         .admin_post(
             "/comfyhost/api/models/install",
@@ -769,6 +861,12 @@ failure = "fail-open"
         message(&body).contains("not an origin allowed for downloads"),
         "{body:#}"
     );
-    assert!(server.requests().is_empty(), "the host never fetched the URL");
-    assert_eq!(host.admin_get("/comfyhost/api/models/downloads").await, json!([]));
+    assert!(
+        server.requests().is_empty(),
+        "the host never fetched the URL"
+    );
+    assert_eq!(
+        host.admin_get("/comfyhost/api/models/downloads").await,
+        json!([])
+    );
 }

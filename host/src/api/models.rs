@@ -19,8 +19,8 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::ApiError;
-use crate::models::downloads::{ControlError, InstallError, InstallRequest, OperationView};
 use crate::models::ResolveError;
+use crate::models::downloads::{ControlError, InstallError, InstallRequest, OperationView};
 use crate::state::AppState;
 
 pub fn router() -> Router<AppState> {

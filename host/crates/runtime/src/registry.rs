@@ -78,12 +78,12 @@ use crate::limits::PluginLimits;
 use crate::manifest::{ConfigSchema, FailurePolicy, HookKind, MANIFEST_FILE, Manifest};
 use crate::sandbox::CallEnv;
 use crate::sandbox::budget::{HostMemory, ResourcePool, SharedBudgets};
-use scan::{Candidate, ScanMemory};
 use crate::types::{
     BackendStatus, ExecutionEvent, InstalledFolder, JobContext, OutputFile, OverlayUpdate,
     RemovalOutcome, Resolution, Route, Submission, SyncOutcome, TransformResult,
 };
 use crate::{CallError, CallErrorKind, RuntimeError};
+use scan::{Candidate, ScanMemory};
 
 const PREVIOUS_DIR: &str = ".previous";
 const STAGING_DIR: &str = ".staging";
@@ -298,7 +298,8 @@ impl PluginRegistry {
         let mut seen: HashMap<String, PathBuf> = HashMap::new();
         let mut duplicates = HashSet::new();
         for (id, group) in by_id {
-            let Some(mut cand) = self.pick_one(&id, group, &mut report, &mut broken, &mut duplicates)
+            let Some(mut cand) =
+                self.pick_one(&id, group, &mut report, &mut broken, &mut duplicates)
             else {
                 continue;
             };
@@ -413,10 +414,7 @@ impl PluginRegistry {
             return group.pop();
         }
         let loaded_dir = self.slot(id).map(|s| s.current.load().dir.clone());
-        let approved = self
-            .stored_grants(id)
-            .ok()
-            .and_then(|g| g.code_sha256);
+        let approved = self.stored_grants(id).ok().and_then(|g| g.code_sha256);
         let keep = group
             .iter()
             .position(|c| loaded_dir.as_ref() == Some(&c.dir))
@@ -1160,7 +1158,9 @@ impl PluginRegistry {
                 loaded.grants.code_sha256 = Some(loaded.code.sha256().to_owned());
                 loaded.approval = CodeApproval::Approved;
             }
-            Err(e) => tracing::warn!(plugin = %id, error = %e, "cannot bind grants to the component"),
+            Err(e) => {
+                tracing::warn!(plugin = %id, error = %e, "cannot bind grants to the component")
+            }
         }
         loaded
     }

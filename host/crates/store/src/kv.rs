@@ -189,12 +189,10 @@ mod tests {
 
     #[test]
     fn quota_counts_new_keys_only() {
-        let s = Store::open_in_memory()
-            .unwrap()
-            .with_kv_limits(KvLimits {
-                max_keys: 2,
-                ..KvLimits::default()
-            });
+        let s = Store::open_in_memory().unwrap().with_kv_limits(KvLimits {
+            max_keys: 2,
+            ..KvLimits::default()
+        });
         s.kv_set("p", "a", b"").unwrap();
         s.kv_set("p", "b", b"").unwrap();
         let err = s.kv_set("p", "c", b"").unwrap_err();
@@ -211,12 +209,10 @@ mod tests {
 
     #[test]
     fn byte_quota_counts_keys_and_values_and_replacements_once() {
-        let s = Store::open_in_memory()
-            .unwrap()
-            .with_kv_limits(KvLimits {
-                max_keys: 1000,
-                max_bytes: 100,
-            });
+        let s = Store::open_in_memory().unwrap().with_kv_limits(KvLimits {
+            max_keys: 1000,
+            max_bytes: 100,
+        });
         s.kv_set("p", "a", &[0u8; 49]).unwrap(); // 50 bytes
         s.kv_set("p", "b", &[0u8; 49]).unwrap(); // 100 bytes
         let err = s.kv_set("p", "c", b"").unwrap_err();

@@ -397,7 +397,8 @@ impl DownloadManager {
             {
                 return Err(bad(&format!(
                     "{} is not an origin allowed for downloads (allowed: {}; see --download-origins)",
-                    DownloadOrigins::origin_of(&url).map_or_else(|| url.to_string(), |o| o.to_string()),
+                    DownloadOrigins::origin_of(&url)
+                        .map_or_else(|| url.to_string(), |o| o.to_string()),
                     allowed.describe()
                 )));
             }

@@ -65,7 +65,9 @@ mod tests {
     fn only_listed_origins_are_allowed() {
         let o = DownloadOrigins::parse(&["https://huggingface.co:443".into(), " ".into()]).unwrap();
         let ok = |u: &str| o.allows(&url::Url::parse(u).unwrap());
-        assert!(ok("https://huggingface.co/org/repo/resolve/main/x.safetensors"));
+        assert!(ok(
+            "https://huggingface.co/org/repo/resolve/main/x.safetensors"
+        ));
         assert!(ok("https://HuggingFace.co:443/x"));
         assert!(!ok("http://huggingface.co/x"), "scheme");
         assert!(!ok("https://huggingface.co:8443/x"), "port");

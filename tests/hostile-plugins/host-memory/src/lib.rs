@@ -30,10 +30,16 @@ impl Guest for Plugin {
             return Ok(Route::Reject(format!("fields={} err={err}", held.len())));
         }
         if let Some(mb) = client.strip_prefix("attack-mem-") {
-            let mb: usize = mb.split('-').next().and_then(|m| m.parse().ok()).unwrap_or(1);
+            let mb: usize = mb
+                .split('-')
+                .next()
+                .and_then(|m| m.parse().ok())
+                .unwrap_or(1);
             let mut v: Vec<u8> = Vec::new();
             if v.try_reserve_exact(mb << 20).is_err() {
-                return Err(PluginError::Internal(format!("could not allocate {mb} MiB")));
+                return Err(PluginError::Internal(format!(
+                    "could not allocate {mb} MiB"
+                )));
             }
             v.resize(mb << 20, 1);
             std::thread::sleep(std::time::Duration::from_secs(2));

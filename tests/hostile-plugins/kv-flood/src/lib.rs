@@ -12,7 +12,12 @@ struct Plugin;
 
 impl Guest for Plugin {
     fn route(submission: Submission, _backends: Vec<BackendStatus>) -> Result<Route, PluginError> {
-        if !submission.client_id.as_deref().unwrap_or("").starts_with("attack") {
+        if !submission
+            .client_id
+            .as_deref()
+            .unwrap_or("")
+            .starts_with("attack")
+        {
             return Ok(Route::Pass);
         }
         let value = vec![0x5a_u8; 1 << 20];
@@ -36,7 +41,9 @@ impl Guest for Plugin {
                 }
             }
         }
-        Ok(Route::Reject(format!("stored={stored} overwrites={overwrites} err={err}")))
+        Ok(Route::Reject(format!(
+            "stored={stored} overwrites={overwrites} err={err}"
+        )))
     }
 }
 

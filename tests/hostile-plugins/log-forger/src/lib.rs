@@ -16,7 +16,12 @@ const FORGED: &str = "\n2026-01-01T00:00:00.000000Z  INFO comfyhost: FORGED admi
 
 impl Guest for Plugin {
     fn transform(submission: Submission) -> Result<TransformResult, PluginError> {
-        if !submission.client_id.as_deref().unwrap_or("").starts_with("attack") {
+        if !submission
+            .client_id
+            .as_deref()
+            .unwrap_or("")
+            .starts_with("attack")
+        {
             return Ok(TransformResult::Unchanged);
         }
         let filler = "f".repeat(8 * 1024);
@@ -27,7 +32,11 @@ impl Guest for Plugin {
         let note = format!("{FORGED}{}", "n".repeat(10 * 1024));
         let notes = vec![note; 10_000];
         let mut workflow = submission.workflow;
-        if let Some(node) = workflow.nodes.iter_mut().find(|n| n.class_type == "EmptyImage") {
+        if let Some(node) = workflow
+            .nodes
+            .iter_mut()
+            .find(|n| n.class_type == "EmptyImage")
+        {
             node.inputs.push(NodeInput {
                 name: "comfyhost_padding".into(),
                 value: InputValue::Text("p".repeat(2 << 20)),

@@ -12,10 +12,16 @@ use exports::comfyhost::plugin::preset_resolver::{
 struct Plugin;
 
 impl Guest for Plugin {
-    fn resolve(_workflow: Workflow, _installed: Vec<InstalledFolder>) -> Result<Resolution, PluginError> {
-        let config: serde_json::Value =
-            serde_json::from_str(&host::config()).map_err(|e| PluginError::Config(e.to_string()))?;
-        let url = config["url"].as_str().unwrap_or("http://127.0.0.1:9/x").to_owned();
+    fn resolve(
+        _workflow: Workflow,
+        _installed: Vec<InstalledFolder>,
+    ) -> Result<Resolution, PluginError> {
+        let config: serde_json::Value = serde_json::from_str(&host::config())
+            .map_err(|e| PluginError::Config(e.to_string()))?;
+        let url = config["url"]
+            .as_str()
+            .unwrap_or("http://127.0.0.1:9/x")
+            .to_owned();
         let missing = ModelRef {
             folder: "checkpoints".into(),
             name: "innocent.safetensors".into(),

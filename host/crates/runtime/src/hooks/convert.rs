@@ -95,7 +95,10 @@ pub(crate) fn cap_notes(notes: Vec<String>) -> Vec<String> {
         })
         .collect();
     if total > MAX_TRANSFORM_NOTES {
-        kept.push(format!("…{} more notes not kept", total - MAX_TRANSFORM_NOTES));
+        kept.push(format!(
+            "…{} more notes not kept",
+            total - MAX_TRANSFORM_NOTES
+        ));
     }
     kept
 }
@@ -278,7 +281,10 @@ mod tests {
             .collect();
         let kept = cap_notes(notes);
         assert_eq!(kept.len(), MAX_TRANSFORM_NOTES + 1);
-        assert!(kept.iter().all(|n| n.len() <= MAX_TRANSFORM_NOTE_BYTES + 20));
+        assert!(
+            kept.iter()
+                .all(|n| n.len() <= MAX_TRANSFORM_NOTE_BYTES + 20)
+        );
         assert!(kept.iter().all(|n| !n.contains('\n')));
         assert!(kept[0].starts_with("note 0\\nFORGED"), "{}", kept[0]);
         assert!(kept.last().unwrap().contains("9984 more"));

@@ -87,7 +87,9 @@ impl ScanMemory {
                 let bytes = std::fs::read(&wasm_path).map_err(cannot)?;
                 check_size(bytes.len() as u64, max_bytes)?;
                 let sha = hex::encode(Sha256::digest(&bytes));
-                self.hashes.lock().insert(wasm_path.clone(), (fp, sha.clone()));
+                self.hashes
+                    .lock()
+                    .insert(wasm_path.clone(), (fp, sha.clone()));
                 (sha, Some(bytes))
             }
         };
@@ -185,7 +187,11 @@ pub(super) fn compile_with_limit(
     match rx.recv_timeout(limit) {
         Ok(r) => r,
         Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
-            tracing::warn!(plugin = plugin_id, ?limit, "component still compiling at the time limit; given up");
+            tracing::warn!(
+                plugin = plugin_id,
+                ?limit,
+                "component still compiling at the time limit; given up"
+            );
             Err(RuntimeError::Compile(format!(
                 "plugin {plugin_id}: still compiling after {} s, the host's compile time limit; given up",
                 limit.as_secs()

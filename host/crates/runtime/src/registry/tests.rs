@@ -126,7 +126,11 @@ impl PluginCompiler for ScriptCompiler {
         *COMPILES.lock().entry(script.clone()).or_default() += 1;
         if let Some(rest) = script.strip_prefix("block-compile ") {
             // Waits until the test opens the gate named by the rest of the script.
-            let gate = rest.split_whitespace().next().unwrap_or_default().to_owned();
+            let gate = rest
+                .split_whitespace()
+                .next()
+                .unwrap_or_default()
+                .to_owned();
             while !GATES.lock().contains(&gate) {
                 std::thread::sleep(Duration::from_millis(5));
             }
@@ -824,14 +828,23 @@ async fn a_different_component_under_an_approved_id_waits_for_approval() {
         )
         .unwrap();
     assert_eq!(approved.state, PluginState::Enabled);
-    assert_eq!(approved.granted.code_sha256.as_deref(), Some(approved.sha256.as_str()));
+    assert_eq!(
+        approved.granted.code_sha256.as_deref(),
+        Some(approved.sha256.as_str())
+    );
     assert_eq!(
         f.reg.route(&sub(), &[]).await.unwrap().route,
         Route::Backend("API_KEY=k1".into())
     );
 
     // Same id, same declared capabilities, different code: not run, nothing granted applies.
-    write_plugin(&root, "victim", "victim", HTTP_AND_SECRET, b"route backend stolen");
+    write_plugin(
+        &root,
+        "victim",
+        "victim",
+        HTTP_AND_SECRET,
+        b"route backend stolen",
+    );
     assert_eq!(f.reg.discover().unwrap().loaded, ["victim"]);
     let info = f.reg.get("victim").unwrap();
     assert_eq!(info.state, PluginState::NeedsApproval, "{info:?}");
@@ -877,7 +890,10 @@ async fn a_plugin_without_capabilities_is_bound_to_its_first_code_too() {
     assert_eq!(f.reg.get("quiet").unwrap().state, PluginState::Enabled);
     write_plugin(&root, "quiet", "quiet", "", b"route backend theirs");
     f.reg.discover().unwrap();
-    assert_eq!(f.reg.get("quiet").unwrap().state, PluginState::NeedsApproval);
+    assert_eq!(
+        f.reg.get("quiet").unwrap().state,
+        PluginState::NeedsApproval
+    );
     assert_eq!(f.reg.route(&sub(), &[]).await.unwrap().route, Route::Local);
 }
 
@@ -889,10 +905,28 @@ async fn a_second_directory_reusing_an_id_is_refused_never_swapped_in() {
     f.reg.discover().unwrap();
     let before = f
         .reg
-        .grant("victim", Grants::all_of(&Manifest::from_toml_str(&manifest("victim", "0.1.0", "queue-router", 1, HTTP_AND_SECRET)).unwrap()))
+        .grant(
+            "victim",
+            Grants::all_of(
+                &Manifest::from_toml_str(&manifest(
+                    "victim",
+                    "0.1.0",
+                    "queue-router",
+                    1,
+                    HTTP_AND_SECRET,
+                ))
+                .unwrap(),
+            ),
+        )
         .unwrap();
     // A squatter sorts first and declares the same id and capabilities.
-    write_plugin(&root, "aaa-squatter", "victim", HTTP_AND_SECRET, b"route backend squatted");
+    write_plugin(
+        &root,
+        "aaa-squatter",
+        "victim",
+        HTTP_AND_SECRET,
+        b"route backend squatted",
+    );
     for _ in 0..3 {
         let report = f.reg.discover().unwrap();
         assert_eq!(report.unchanged, ["victim"], "{report:?}");

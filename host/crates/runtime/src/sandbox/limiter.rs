@@ -132,7 +132,10 @@ mod tests {
         let mut b = CallLimiter::with_host_memory(2 << 20, host.clone());
         assert!(a.memory_growing(0, 2 << 20, None).unwrap());
         assert!(b.memory_growing(0, 1 << 20, None).unwrap());
-        assert!(b.memory_growing(1 << 20, 2 << 20, None).is_err(), "host total reached");
+        assert!(
+            b.memory_growing(1 << 20, 2 << 20, None).is_err(),
+            "host total reached"
+        );
         assert!(b.memory_limit_hit());
         assert_eq!(host.used(), 3 << 20);
         drop(a);

@@ -48,10 +48,8 @@ impl PluginState {
         stderr: GuestOutput,
         resources: ResourceLease,
     ) -> Self {
-        let limiter = CallLimiter::with_host_memory(
-            env.budget.memory_bytes,
-            env.budgets.host_memory.clone(),
-        );
+        let limiter =
+            CallLimiter::with_host_memory(env.budget.memory_bytes, env.budgets.host_memory.clone());
         let mut table = ResourceTable::new();
         table.set_max_capacity(resources.slots());
         let mut http = WasiHttpCtx::new();
@@ -208,7 +206,8 @@ impl host_api::Host for PluginState {
             ))));
         }
         let (store, plugin) = (self.env.kv.clone(), self.env.plugin_id.clone());
-        let r = kv::off_runtime(move || store.list(&plugin, &prefix, limit.min(MAX_LIST_LIMIT))).await;
+        let r =
+            kv::off_runtime(move || store.list(&plugin, &prefix, limit.min(MAX_LIST_LIMIT))).await;
         Ok(r.map_err(Self::kv_error))
     }
 
