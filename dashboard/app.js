@@ -190,10 +190,44 @@ async function toggle(p) {
   route();
 }
 
+// The origin of a URL as the host compares it: scheme://host:port, default port filled in.
+function originOf(url) {
+  try {
+    const u = new URL(url);
+    const port = u.port || (u.protocol === "https:" ? "443" : u.protocol === "http:" ? "80" : "");
+    return `${u.protocol}//${u.hostname.toLowerCase()}:${port}`;
+  } catch { return ""; }
+}
+
+// A preset a plugin proposes, shown in full (every URL, size and hash) before the admin
+// confirms; files from origins not allowed for downloads are marked and block the install.
+function presetOffer(p, allowed, poll) {
+  const rows = p.files.map((f) => {
+    const ok = allowed.includes(originOf(f.url));
+    return h("tr", { "data-file": f.url },
+      h("td", {}, `${f.folder}/${f.name}`), h("td", { class: "url" }, f.url), h("td", {}, fmtBytes(f.size)),
+      h("td", { class: "hash" }, f.sha256 || "(no hash: not verified)"),
+      h("td", {}, ok ? badge("allowed") : badge("origin not allowed")));
+  });
+  const blocked = p.files.some((f) => !allowed.includes(originOf(f.url)));
+  return h("div", { class: "preset panel" },
+    h("p", {}, `Preset ${p.name} (${fmtBytes(p.total_bytes)}) provides ${p.provides.join(", ")}, proposed by a plugin:`),
+    h("table", {}, h("thead", {}, h("tr", {}, ["File", "URL", "Size", "sha256", "Origin"].map((t) => h("th", {}, t)))), h("tbody", {}, rows)),
+    blocked ? h("p", { class: "error-text" }, `Some files come from origins not allowed for downloads (allowed: ${allowed.join(", ") || "none"}).`) : null,
+    h("button", { class: "primary install-preset", "data-preset": p.id, disabled: blocked ? "disabled" : null, onclick: async () => {
+      try {
+        await api("POST", "/models/install", { preset_id: p.id, preset_name: p.name, files: p.files });
+        toast(`Installing ${p.name}`);
+        poll();
+      } catch (x) { toast(x.message, true); }
+    } }, `Install these ${p.files.length} files`));
+}
+
 function capText(c) {
   if (c.kind === "http") return `network: ${c.origin}`;
   if (c.kind === "dir") return `directory: ${c.path} → ${c.guest} (${c.access})`;
   if (c.kind === "secret") return `secret: ${c.name}`;
+  if (c.kind === "code") return `run component sha256 ${c.sha256}`;
   return JSON.stringify(c);
 }
 
@@ -204,8 +238,10 @@ function isGranted(g, c) {
   return false;
 }
 
-function withCap(g, c, on) {
-  const next = { http: [...g.http], dirs: [...g.dirs], secrets: [...g.secrets] };
+// Grants name the component the admin is looking at: if another one was swapped in since the
+// page loaded, the host refuses them.
+function withCap(g, c, on, sha256) {
+  const next = { http: [...g.http], dirs: [...g.dirs], secrets: [...g.secrets], code_sha256: sha256 };
   if (c.kind === "http") next.http = on ? [...new Set([...next.http, c.origin])] : next.http.filter((o) => o !== c.origin);
   if (c.kind === "secret") next.secrets = on ? [...new Set([...next.secrets, c.name])] : next.secrets.filter((n) => n !== c.name);
   if (c.kind === "dir") {
@@ -216,6 +252,19 @@ function withCap(g, c, on) {
 }
 
 async function renderPlugin(box, p) {
+  const code = p.pending.find((c) => c.kind === "code");
+  const codeApproval = code
+    ? h("div", { class: "panel", id: "code-approval" },
+      h("p", { class: "error-text" }, `This component (sha256 ${code.sha256}) is not the one approved for ${p.id}` +
+        `${code.approved_sha256 ? ` (sha256 ${code.approved_sha256})` : ""}. It does not run, and nothing granted applies, until you approve it.`),
+      h("button", { class: "primary approve-code", onclick: async () => {
+        try {
+          await api("PUT", `/plugins/${encodeURIComponent(p.id)}/grants`, { ...p.granted, code_sha256: p.sha256 });
+          toast(`Approved component ${p.sha256.slice(0, 12)}… of ${p.id}`);
+        } catch (e) { toast(e.message, true); }
+        route();
+      } }, "Approve this component"))
+    : null;
   const caps = p.requested.length === 0
     ? h("p", { class: "muted" }, "Asks for no capabilities: no network, files or secrets.")
     : h("table", { id: "capabilities" },
@@ -227,7 +276,7 @@ async function renderPlugin(box, p) {
           h("td", {}, granted ? badge("granted") : badge("pending")),
           h("td", {}, h("button", { class: granted ? "revoke danger" : "approve primary", onclick: async () => {
             try {
-              await api("PUT", `/plugins/${encodeURIComponent(p.id)}/grants`, withCap(p.granted, c, !granted));
+              await api("PUT", `/plugins/${encodeURIComponent(p.id)}/grants`, withCap(p.granted, c, !granted, p.sha256));
               toast(`${granted ? "Revoked" : "Approved"} ${capText(c)}`);
             } catch (e) { toast(e.message, true); }
             route();
@@ -243,6 +292,8 @@ async function renderPlugin(box, p) {
     h("div", { class: "panel" },
       h("h3", {}, `${p.name || p.id} ${p.version}`),
       h("p", { class: "muted" }, `priority ${p.priority} · ${p.dir}`),
+      h("p", { class: "muted" }, `sha256 ${p.sha256}`),
+      codeApproval,
       p.previous_version ? h("p", {}, `Previous version ${p.previous_version} `, h("button", { onclick: async () => { await api("POST", `/plugins/${encodeURIComponent(p.id)}/rollback`).catch((e) => toast(e.message, true)); route(); } }, "Roll back")) : null,
       p.last_error ? h("p", { class: "error-text" }, `Last error: ${p.last_error}`) : null,
       breaker,
@@ -557,14 +608,7 @@ async function models(main) {
         h("table", {}, h("thead", {}, h("tr", {}, ["Model", "Folder", "Node", ""].map((t) => h("th", {}, t)))),
           h("tbody", {}, r.required.map((m) => h("tr", {}, h("td", {}, m.name), h("td", {}, m.folder), h("td", {}, `${m.node_id} ${m.class_type}`),
             h("td", {}, r.missing.some((x) => x.name === m.name && x.folder === m.folder) ? badge("missing") : badge("installed")))))),
-        ...r.presets.map((p) => h("p", { class: "preset" }, `Preset ${p.name} (${fmtBytes(p.total_bytes)}) provides ${p.provides.join(", ")} `,
-          h("button", { class: "primary install-preset", "data-preset": p.id, onclick: async () => {
-            try {
-              await api("POST", "/models/install", { preset_id: p.id, preset_name: p.name, files: p.files });
-              toast(`Installing ${p.name}`);
-              poll();
-            } catch (x) { toast(x.message, true); }
-          } }, "Install"))),
+        ...r.presets.map((p) => presetOffer(p, r.download_origins || [], poll)),
         r.unmapped.length ? h("p", { class: "error-text" }, `No preset provides: ${r.unmapped.map((m) => m.name).join(", ")}`) : null);
     } catch (x) {
       out.replaceChildren(h("p", { class: "error-text" }, x.message));

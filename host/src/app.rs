@@ -43,7 +43,11 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
             .with_context(|| format!("creating the database directory {}", parent.display()))?;
     }
     let store = comfyhost_store::Store::open(&db)
-        .with_context(|| format!("opening the store {}", db.display()))?;
+        .with_context(|| format!("opening the store {}", db.display()))?
+        .with_kv_limits(comfyhost_store::KvLimits {
+            max_bytes: args.plugin_kv_quota_mb.saturating_mul(1 << 20),
+            ..comfyhost_store::KvLimits::default()
+        });
     let plugins = plugins_setup::open(&args, store.clone()).await?;
 
     let gpu_override = crate::api::gpu::stored_override(&store);
@@ -147,6 +151,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         std::time::Duration::from_secs(args.plugins_rescan_s),
         cancel.child_token(),
     );
+    crate::retention::spawn_job_retention(store.clone(), cancel.child_token());
     let state = AppState {
         supervisor: supervisor.clone(),
         plugins,

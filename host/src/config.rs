@@ -58,6 +58,33 @@ pub struct RunArgs {
     )]
     pub plugins_rescan_s: u64,
 
+    /// Linear memory all concurrent plugin calls may hold together, in MiB; a call that would
+    /// pass it fails with a memory-limit error (each call also has its manifest's own cap).
+    #[arg(
+        long = "plugin-memory-total-mb",
+        env = "COMFYHOST_PLUGIN_MEMORY_TOTAL_MB",
+        default_value_t = 2048
+    )]
+    pub plugin_memory_total_mb: u64,
+
+    /// Bytes (keys plus values) each plugin may keep in its key-value store, in MiB.
+    #[arg(
+        long = "plugin-kv-quota-mb",
+        env = "COMFYHOST_PLUGIN_KV_QUOTA_MB",
+        default_value_t = 32
+    )]
+    pub plugin_kv_quota_mb: u64,
+
+    /// Origins (`scheme://host:port`, comma-separated) that model downloads may come from,
+    /// including presets a preset-resolver plugin proposes. Anything else is refused.
+    #[arg(
+        long = "download-origins",
+        env = "COMFYHOST_DOWNLOAD_ORIGINS",
+        value_delimiter = ',',
+        default_value = "https://huggingface.co:443"
+    )]
+    pub download_origins: Vec<String>,
+
     /// Remote ComfyUI servers and serverless endpoints that queue routers may send prompts to
     /// (TOML; see `docs/queue-redirect.md`). Without it every prompt runs locally.
     #[arg(long, env = "COMFYHOST_BACKENDS")]

@@ -20,6 +20,7 @@ pub mod overlay;
 pub mod plugin_cli;
 pub mod plugins_setup;
 pub mod remote;
+pub mod retention;
 pub mod state;
 pub mod telemetry;
 pub mod users;

@@ -64,13 +64,17 @@ fn run_async(fut: impl std::future::Future<Output = anyhow::Result<()>>) -> std:
             return std::process::ExitCode::FAILURE;
         }
     };
-    match rt.block_on(fut) {
+    let code = match rt.block_on(fut) {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("comfyhost: {e:#}");
             std::process::ExitCode::FAILURE
         }
-    }
+    };
+    // Do not wait for blocking tasks still running (a plugin compile, a kv write): shutdown
+    // stays prompt whatever a plugin does.
+    rt.shutdown_timeout(std::time::Duration::from_secs(2));
+    code
 }
 
 fn exit_code(code: i32) -> std::process::ExitCode {

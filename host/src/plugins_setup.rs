@@ -7,6 +7,7 @@ use anyhow::Context;
 use comfyhost_runtime::breaker::BreakerConfig;
 use comfyhost_runtime::engine::{EngineConfig, PluginEngine};
 use comfyhost_runtime::grants::DirRoots;
+use comfyhost_runtime::limits::PluginLimits;
 use comfyhost_runtime::registry::{EnvSecrets, PluginRegistry, RegistryConfig};
 use comfyhost_store::Store;
 
@@ -39,6 +40,10 @@ pub async fn open(args: &RunArgs, store: Store) -> anyhow::Result<PluginRegistry
             ("host_version".into(), env!("CARGO_PKG_VERSION").into()),
             ("comfyui_mode".into(), format!("{:?}", args.comfy_mode())),
         ],
+        limits: PluginLimits {
+            host_memory_bytes: args.plugin_memory_total_mb.saturating_mul(1 << 20),
+            ..PluginLimits::default()
+        },
     };
     let registry = PluginRegistry::new(config, Arc::new(engine), store, Arc::new(EnvSecrets))
         .context("opening the plugin registry")?;

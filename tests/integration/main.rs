@@ -18,4 +18,5 @@ mod prompt_enhance;
 mod queue_load;
 mod queue_redirect;
 mod real_comfyui;
+mod sandbox_attacks;
 mod status_overlay;

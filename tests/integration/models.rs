@@ -349,7 +349,11 @@ fn part_files(dir: &Path) -> Vec<PathBuf> {
 #[tokio::test]
 async fn preset_install_resumes_a_cut_download_and_moves_verified_files_into_place() {
     let server = RangeServer::start().await;
-    let host = Host::builder().start().await;
+    let host = Host::builder()
+        .arg("--download-origins")
+        .arg(&server.base)
+        .start()
+        .await;
     let models = host.data_dir.path().join("comfyui/models");
     let a = content(3 << 20, 1);
     let b = content(5 << 20, 7);
@@ -444,7 +448,11 @@ async fn preset_install_resumes_a_cut_download_and_moves_verified_files_into_pla
 #[tokio::test]
 async fn bad_checksum_is_rejected_and_nothing_is_moved_into_place() {
     let server = RangeServer::start().await;
-    let host = Host::builder().start().await;
+    let host = Host::builder()
+        .arg("--download-origins")
+        .arg(&server.base)
+        .start()
+        .await;
     let models = host.data_dir.path().join("comfyui/models");
     let data = content(1 << 20, 3);
     let url = server.add("evil.safetensors", data.clone(), Behaviour::WrongBytes);
@@ -479,7 +487,11 @@ async fn bad_checksum_is_rejected_and_nothing_is_moved_into_place() {
 
 #[tokio::test]
 async fn install_larger_than_the_free_disk_space_is_refused() {
-    let host = Host::builder().start().await;
+    let host = Host::builder()
+        .arg("--download-origins")
+        .arg("http://127.0.0.1:9")
+        .start()
+        .await;
     let r = host
         .admin_post(
             "/comfyhost/api/models/install",
@@ -516,7 +528,11 @@ async fn install_larger_than_the_free_disk_space_is_refused() {
 #[tokio::test]
 async fn pause_keeps_the_part_file_resume_finishes_and_cancel_cleans_up() {
     let server = RangeServer::start().await;
-    let host = Host::builder().start().await;
+    let host = Host::builder()
+        .arg("--download-origins")
+        .arg(&server.base)
+        .start()
+        .await;
     let loras = host.data_dir.path().join("comfyui/models/loras");
     let data = content(4 << 20, 9); // 64 chunks x 50 ms = ~3.2 s
     let url = server.add("slow.safetensors", data.clone(), Behaviour::Slow);

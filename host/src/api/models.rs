@@ -1,7 +1,8 @@
 //! Models: resolve what a workflow needs, list installed models, install presets, and follow
 //! or control the downloads. All routes are admin-only (nested in the admin router).
 //!
-//! - `POST /models/resolve` `{workflow, comfyui_error?}` -> [`ModelResolution`]
+//! - `POST /models/resolve` `{workflow, comfyui_error?}` -> [`crate::models::ModelResolution`] plus
+//!   `download_origins` (the origins installs may download from)
 //! - `GET  /models/installed` -> `[{folder, files}]`
 //! - `POST /models/install` `{preset_id, preset_name?, files:[{folder,name,url,size,sha256}]}`
 //!   -> 202 `{operation_id, operation}`; 507 `insufficient_storage` when the disk is too small
@@ -18,8 +19,8 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::ApiError;
+use crate::models::ResolveError;
 use crate::models::downloads::{ControlError, InstallError, InstallRequest, OperationView};
-use crate::models::{ModelResolution, ResolveError};
 use crate::state::AppState;
 
 pub fn router() -> Router<AppState> {
@@ -65,7 +66,7 @@ impl From<ControlError> for ApiError {
 async fn resolve(
     State(s): State<AppState>,
     Json(body): Json<ResolveBody>,
-) -> Result<Json<ModelResolution>, ApiError> {
+) -> Result<Json<Value>, ApiError> {
     let started = std::time::Instant::now();
     let r = s
         .models
@@ -77,7 +78,10 @@ async fn resolve(
         elapsed_us = started.elapsed().as_micros() as u64,
         "models resolved"
     );
-    Ok(Json(r))
+    // The dashboard shows every proposed file with whether its origin is allowed.
+    let mut v = serde_json::to_value(&r).map_err(|e| ApiError::Internal(e.to_string()))?;
+    v["download_origins"] = json!(s.models.downloads().allowed_origins());
+    Ok(Json(v))
 }
 
 async fn installed(State(s): State<AppState>) -> Json<Value> {

@@ -17,7 +17,7 @@ use comfyhost_runtime::types::InstalledFolder;
 use serde_json::Value;
 
 use crate::config::{ComfyMode, RunArgs};
-use downloads::DownloadManager;
+use downloads::{DownloadManager, DownloadOrigins};
 use inventory::ModelRoots;
 pub use resolve::{ModelResolution, ResolveError};
 
@@ -86,6 +86,10 @@ impl ModelsService {
         let hf_token = std::env::var(HF_TOKEN_ENV).ok();
         let downloads =
             DownloadManager::open(args.data_dir.join("downloads"), roots.clone(), hf_token)?;
+        downloads.allow_only(
+            DownloadOrigins::parse(&args.download_origins)
+                .map_err(|e| anyhow::anyhow!("--download-origins: {e}"))?,
+        );
         Ok(ModelsService {
             roots,
             plugins,

@@ -133,6 +133,7 @@ fn fixture() -> Fixture {
             dir_roots: Default::default(),
             breaker: Default::default(),
             host_info: vec![],
+            limits: Default::default(),
         },
         Arc::new(Compiler(dest.clone())),
         store.clone(),

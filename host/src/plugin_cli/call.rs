@@ -107,6 +107,7 @@ pub async fn run(args: CallArgs) -> anyhow::Result<()> {
             ("comfyui_mode".into(), "plugin-call".into()),
         ]),
         usage: Some(usage.clone()),
+        budgets: comfyhost_runtime::sandbox::budget::SharedBudgets::standalone(),
     };
 
     let user = args.user.clone().map(|id| User {

@@ -137,6 +137,7 @@ fn build_linker(engine: &Engine) -> Result<Linker<PluginState>, RuntimeError> {
     let err = |e: wasmtime::Error| RuntimeError::Config(format!("linker: {e:#}"));
     let mut linker = Linker::new(engine);
     wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(err)?;
+    crate::capabilities::fs::refuse_escaping_symlinks(&mut linker).map_err(err)?;
     wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker).map_err(err)?;
     host_api::add_to_linker::<PluginState, HasSelf<PluginState>>(&mut linker, |s| s)
         .map_err(err)?;

@@ -193,6 +193,12 @@ pub struct Grants {
     pub dirs: Vec<DirGrant>,
     #[serde(default)]
     pub secrets: Vec<String>,
+    /// Hex sha256 of the component these grants were approved for. Grants follow the code, not
+    /// the id: a different component under the same id waits for approval (see
+    /// [`code_approval`]). When an admin sends grants without it, the host binds them to the
+    /// component the plugin runs now; when the admin sends it, it must match that component.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub code_sha256: Option<String>,
 }
 
 impl Grants {
@@ -211,6 +217,7 @@ impl Grants {
                 })
                 .collect(),
             secrets: caps.secrets.clone(),
+            code_sha256: None,
         }
     }
 
@@ -243,6 +250,12 @@ pub enum RequestedCapability {
     Secret {
         name: String,
     },
+    /// The component itself: its code differs from the one the grants were approved for (an
+    /// update dropped into the plugins directory, or another component reusing the id).
+    Code {
+        sha256: String,
+        approved_sha256: Option<String>,
+    },
 }
 
 impl std::fmt::Display for RequestedCapability {
@@ -255,6 +268,7 @@ impl std::fmt::Display for RequestedCapability {
                 access,
             } => write!(f, "dir {path} -> {guest} ({access:?})"),
             RequestedCapability::Secret { name } => write!(f, "secret {name}"),
+            RequestedCapability::Code { sha256, .. } => write!(f, "run component sha256 {sha256}"),
         }
     }
 }
@@ -310,6 +324,30 @@ pub fn pending(manifest: &Manifest, grants: &Grants) -> Vec<RequestedCapability>
         }
     }
     out
+}
+
+/// Whether the stored grants cover the component with hash `sha256`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CodeApproval {
+    /// Approved for exactly this component.
+    Approved,
+    /// Grants exist but were never bound to a component (first load of a plugin, or grants
+    /// stored before binding existed): the host binds them to this component when nothing
+    /// else is pending.
+    Unbound,
+    /// Approved for another component: this one waits for an admin.
+    Changed { approved_sha256: String },
+}
+
+/// Compares the component's hash with the one the grants were approved for.
+pub fn code_approval(grants: &Grants, sha256: &str) -> CodeApproval {
+    match &grants.code_sha256 {
+        None => CodeApproval::Unbound,
+        Some(a) if a.eq_ignore_ascii_case(sha256) => CodeApproval::Approved,
+        Some(a) => CodeApproval::Changed {
+            approved_sha256: a.clone(),
+        },
+    }
 }
 
 /// Declared ∧ granted, with placeholders resolved through `roots`. Grants for things the
@@ -451,6 +489,7 @@ access = "rw"
                 },
             ],
             secrets: vec!["RUNPOD_API_KEY".into(), "NOT_DECLARED".into()],
+            code_sha256: None,
         };
         let eff = effective(&m, &g, &roots());
         assert_eq!(

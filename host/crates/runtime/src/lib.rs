@@ -10,6 +10,7 @@
 //! - [`hooks`]: typed calls for each hook world, converting between host types and bindings.
 //! - [`capabilities`]: one module per capability (http, fs, kv, secrets, log).
 //! - [`breaker`]: crash-loop breaker.
+//! - [`limits`]: host-side limits (component size, compile time, WASI resources, total memory).
 //! - [`registry`]: installed plugins, enablement, hot reload, rollback, ordered chains, discovery.
 //! - [`types`]: host-side types of the hook contract (the core never depends on generated bindings).
 
@@ -19,6 +20,7 @@ pub mod engine;
 pub mod error;
 pub mod grants;
 pub mod hooks;
+pub mod limits;
 pub mod manifest;
 pub mod registry;
 pub mod sandbox;

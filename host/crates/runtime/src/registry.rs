@@ -47,10 +47,11 @@ mod code;
 mod info;
 mod logs;
 mod query;
+mod scan;
 mod secrets;
 mod stats;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -72,14 +73,17 @@ pub use stats::{CallStats, LATENCY_WINDOW, StatsSnapshot};
 use crate::breaker::{Breaker, BreakerConfig};
 use crate::capabilities::kv::KvStore;
 use crate::capabilities::log::PluginLogRecord;
-use crate::grants::{self, DirRoots, Grants, HttpOrigin};
+use crate::grants::{self, CodeApproval, DirRoots, EffectiveCaps, Grants, HttpOrigin};
+use crate::limits::PluginLimits;
 use crate::manifest::{ConfigSchema, FailurePolicy, HookKind, MANIFEST_FILE, Manifest};
 use crate::sandbox::CallEnv;
+use crate::sandbox::budget::{HostMemory, ResourcePool, SharedBudgets};
 use crate::types::{
     BackendStatus, ExecutionEvent, InstalledFolder, JobContext, OutputFile, OverlayUpdate,
     RemovalOutcome, Resolution, Route, Submission, SyncOutcome, TransformResult,
 };
 use crate::{CallError, CallErrorKind, RuntimeError};
+use scan::{Candidate, ScanMemory};
 
 const PREVIOUS_DIR: &str = ".previous";
 const STAGING_DIR: &str = ".staging";
@@ -94,6 +98,8 @@ pub struct RegistryConfig {
     pub breaker: BreakerConfig,
     /// Facts for the `host-info` import.
     pub host_info: Vec<(String, String)>,
+    /// Component size, compile time, WASI resources and total memory of plugin calls.
+    pub limits: PluginLimits,
 }
 
 /// The outcome of a queue-router chain.
@@ -140,6 +146,8 @@ pub struct LoadedPlugin {
     /// Validated config (defaults applied), or why the stored config does not fit.
     config: Result<Value, String>,
     grants: Grants,
+    /// Whether `grants` were approved for this component.
+    approval: CodeApproval,
     pending: Vec<grants::RequestedCapability>,
     env: CallEnv,
     /// The slot's log ring (`env.log` points at it too).
@@ -183,8 +191,14 @@ struct Inner {
     slots: parking_lot::RwLock<BTreeMap<String, Arc<Slot>>>,
     /// Keyed by plugin id, or by directory name when the manifest could not be read.
     broken: parking_lot::RwLock<BTreeMap<String, (PathBuf, String)>>,
-    /// Serializes admin operations (install, grant, rollback, discover, ...).
+    /// Serializes admin operations (install, grant, rollback, the swap step of discover, ...).
     admin: Mutex<()>,
+    /// Serializes drop-in scans (a scan compiles without holding `admin`).
+    scan: Mutex<()>,
+    scan_memory: ScanMemory,
+    /// Per-plugin WASI resource pools, kept across reloads.
+    resource_pools: Mutex<HashMap<String, Arc<ResourcePool>>>,
+    host_memory: Arc<HostMemory>,
 }
 
 /// Installed plugins and their chains. Cheap to clone.
@@ -224,6 +238,7 @@ impl PluginRegistry {
     ) -> Result<Self, RuntimeError> {
         std::fs::create_dir_all(&cfg.plugins_dir)?;
         let kv: Arc<dyn KvStore> = Arc::new(store.clone());
+        let host_memory = HostMemory::new(cfg.limits.host_memory_bytes);
         Ok(Self {
             inner: Arc::new(Inner {
                 cfg,
@@ -234,6 +249,10 @@ impl PluginRegistry {
                 slots: parking_lot::RwLock::new(BTreeMap::new()),
                 broken: parking_lot::RwLock::new(BTreeMap::new()),
                 admin: Mutex::new(()),
+                scan: Mutex::new(()),
+                scan_memory: ScanMemory::default(),
+                resource_pools: Mutex::new(HashMap::new()),
+                host_memory,
             }),
         })
     }
@@ -243,8 +262,14 @@ impl PluginRegistry {
     /// Scans the plugins directory: loads new plugins, reloads changed ones (hot reload), drops
     /// plugins whose directory vanished, and records broken ones. Never fails because of one
     /// plugin; fails only when the directory itself cannot be read.
+    ///
+    /// An unchanged directory costs a few `stat` calls (component hashes are remembered by
+    /// file identity), a component that failed to compile is not compiled again until its
+    /// bytes change, and compiles run without the admin lock under the host's size and time
+    /// limits. Two directories declaring the same id never swap: the one already loaded (or
+    /// whose code an admin approved) keeps the id, the other is refused and reported.
     pub fn discover(&self) -> Result<DiscoveryReport, RuntimeError> {
-        let _admin = self.inner.admin.lock();
+        let _scan = self.inner.scan.lock();
         let mut report = DiscoveryReport::default();
         let mut dirs: Vec<PathBuf> = std::fs::read_dir(&self.inner.cfg.plugins_dir)?
             .filter_map(|e| e.ok())
@@ -254,52 +279,93 @@ impl PluginRegistry {
             .collect();
         dirs.sort();
         let mut broken = BTreeMap::new();
-        let mut seen: HashMap<String, PathBuf> = HashMap::new();
+        let mut by_id: BTreeMap<String, Vec<Candidate>> = BTreeMap::new();
+        let max_bytes = self.inner.cfg.limits.max_component_bytes;
         for dir in dirs {
-            let dir_name = dir
-                .file_name()
-                .map(|n| n.to_string_lossy().into_owned())
-                .unwrap_or_default();
-            let sources = match read_sources(&dir) {
-                Ok(s) => s,
+            match self.inner.scan_memory.candidate(&dir, max_bytes) {
+                Ok(c) => by_id.entry(c.manifest.id.clone()).or_default().push(c),
                 Err(e) => {
+                    let dir_name = dir
+                        .file_name()
+                        .map(|n| n.to_string_lossy().into_owned())
+                        .unwrap_or_default();
                     tracing::warn!(dir = %dir.display(), error = %e, "plugin directory is broken");
                     report.broken.push((dir_name.clone(), e.to_string()));
                     broken.insert(dir_name, (dir, e.to_string()));
-                    continue;
-                }
-            };
-            let id = sources.manifest.id.clone();
-            if let Some(first) = seen.get(&id) {
-                let msg = format!(
-                    "duplicate plugin id {id}, already loaded from {}",
-                    first.display()
-                );
-                report.broken.push((dir_name.clone(), msg.clone()));
-                broken.insert(dir_name, (dir, msg));
-                continue;
-            }
-            seen.insert(id.clone(), dir.clone());
-            let sha = sha256_hex(&sources.wasm);
-            if let Some(slot) = self.slot(&id) {
-                let cur = slot.current.load();
-                if cur.sha256() == sha && cur.manifest == sources.manifest && cur.dir == dir {
-                    report.unchanged.push(id);
-                    continue;
-                }
-            }
-            match self.load_version(&dir, sources) {
-                Ok(loaded) => {
-                    self.put(loaded, false);
-                    report.loaded.push(id);
-                }
-                Err(e) => {
-                    tracing::warn!(plugin = %id, error = %e, "plugin failed to load");
-                    report.broken.push((id.clone(), e.to_string()));
-                    broken.insert(id, (dir, e.to_string()));
                 }
             }
         }
+        let mut seen: HashMap<String, PathBuf> = HashMap::new();
+        let mut duplicates = HashSet::new();
+        for (id, group) in by_id {
+            let Some(mut cand) =
+                self.pick_one(&id, group, &mut report, &mut broken, &mut duplicates)
+            else {
+                continue;
+            };
+            seen.insert(id.clone(), cand.dir.clone());
+            let sha = cand.sha256.clone();
+            let before = self.slot(&id).map(|slot| slot.current.load_full());
+            if let Some(cur) = &before
+                && cur.sha256() == sha
+                && cur.manifest == cand.manifest
+                && cur.dir == cand.dir
+            {
+                report.unchanged.push(id);
+                continue;
+            }
+            let hook = cand.manifest.hook();
+            let remembered = self.inner.scan_memory.failure(&sha, hook);
+            let warn_again = remembered.is_none();
+            let loaded = match remembered {
+                Some(err) => Err(RuntimeError::Compile(format!(
+                    "{err} (remembered for this component's sha256; not compiled again until it changes)"
+                ))),
+                None => self.inner.scan_memory.bytes(&mut cand).and_then(|wasm| {
+                    let sources = Sources {
+                        manifest: cand.manifest,
+                        wasm,
+                        schema: cand.schema,
+                    };
+                    let code = self.compile(&sources);
+                    if let Err(e) = &code {
+                        self.inner.scan_memory.remember_failure(&sha, hook, e);
+                    }
+                    // Swap under the admin lock, and only if no admin operation replaced the
+                    // plugin while this scan compiled (the next scan looks again).
+                    let _admin = self.inner.admin.lock();
+                    let now = self.slot(&id).map(|slot| slot.current.load_full());
+                    let same = match (&before, &now) {
+                        (Some(a), Some(b)) => Arc::ptr_eq(a, b),
+                        (None, None) => true,
+                        _ => false,
+                    };
+                    if !same {
+                        return Ok(None);
+                    }
+                    let loaded = self.build(cand.dir.clone(), sources, code?)?;
+                    self.put(loaded, false);
+                    Ok(Some(()))
+                }),
+            };
+            match loaded {
+                Ok(Some(())) => report.loaded.push(id),
+                Ok(None) => report.unchanged.push(id),
+                Err(e) => {
+                    if warn_again {
+                        tracing::warn!(plugin = %id, error = %e, "plugin failed to load");
+                    } else {
+                        tracing::debug!(plugin = %id, error = %e, "plugin still broken");
+                    }
+                    report.broken.push((id.clone(), e.to_string()));
+                    broken.insert(id, (cand.dir, e.to_string()));
+                }
+            }
+        }
+        self.inner
+            .scan_memory
+            .retain_duplicate_warnings(&duplicates);
+        let _admin = self.inner.admin.lock();
         // Slots whose directory vanished (and is not just broken now) leave the registry.
         let gone: Vec<String> = self
             .inner
@@ -329,6 +395,65 @@ impl PluginRegistry {
             }
         }
         Ok(report)
+    }
+
+    /// Of several directories declaring `id`, the one that keeps it: the directory the plugin
+    /// is loaded from now, else the one whose component an admin approved, else the one named
+    /// like the id; with none of these, none (an ambiguous id runs nowhere until an admin
+    /// removes the extra directory). Every other
+    /// directory is refused as a duplicate, with a warning and an activity entry once.
+    fn pick_one(
+        &self,
+        id: &str,
+        mut group: Vec<Candidate>,
+        report: &mut DiscoveryReport,
+        broken: &mut BTreeMap<String, (PathBuf, String)>,
+        duplicates: &mut HashSet<PathBuf>,
+    ) -> Option<Candidate> {
+        if group.len() == 1 {
+            return group.pop();
+        }
+        let loaded_dir = self.slot(id).map(|s| s.current.load().dir.clone());
+        let approved = self.stored_grants(id).ok().and_then(|g| g.code_sha256);
+        let keep = group
+            .iter()
+            .position(|c| loaded_dir.as_ref() == Some(&c.dir))
+            .or_else(|| {
+                group
+                    .iter()
+                    .position(|c| approved.as_deref() == Some(c.sha256.as_str()))
+            })
+            // The directory `install` would use for this id.
+            .or_else(|| group.iter().position(|c| c.dir_name == id));
+        let kept = keep.map(|i| group.remove(i));
+        let kept_dir = kept.as_ref().map(|c| c.dir.display().to_string());
+        for c in group {
+            let msg = match &kept_dir {
+                Some(k) => format!(
+                    "duplicate plugin id {id}: the plugin is loaded from {k}; this directory is refused, never swapped in"
+                ),
+                None => format!(
+                    "duplicate plugin id {id}: several directories declare it and none holds the approved code; all are refused until only one is left"
+                ),
+            };
+            duplicates.insert(c.dir.clone());
+            if self.inner.scan_memory.first_duplicate_warning(&c.dir) {
+                tracing::warn!(plugin = %id, dir = %c.dir.display(), sha256 = %c.sha256, "{msg}");
+                self.activity_as(
+                    "system",
+                    "plugin.duplicate_refused",
+                    id,
+                    serde_json::json!({
+                        "dir": c.dir.display().to_string(),
+                        "sha256": c.sha256,
+                        "kept": kept_dir,
+                    }),
+                );
+            }
+            report.broken.push((c.dir_name.clone(), msg.clone()));
+            broken.insert(c.dir_name, (c.dir, msg));
+        }
+        kept
     }
 
     // ----- install / rollback ----------------------------------------------------------------
@@ -391,6 +516,8 @@ impl PluginRegistry {
             .unwrap_or_else(|| self.inner.cfg.plugins_dir.join(&id));
         let compiled = self.compile(&sources)?;
         self.write_version(&target, manifest_toml, wasm, &sources.manifest, schema_file)?;
+        // The admin uploaded this component: the grants now follow it.
+        self.approve_code(&id, compiled.sha256())?;
         let loaded = self.build(target, sources, compiled)?;
         let version = loaded.manifest.version.to_string();
         let previous = self.put(loaded, true);
@@ -438,6 +565,8 @@ impl PluginRegistry {
         std::fs::rename(&cur.dir, &tmp)?;
         std::fs::rename(&prev_dir, &cur.dir)?;
         std::fs::rename(&tmp, &prev_dir)?;
+        // The admin chose the previous component: the grants now follow it.
+        self.approve_code(id, prev.sha256())?;
         // Memory: rebuild the old version with today's grants and config, at the live path.
         let restored = self.rebuild(&prev, cur.dir.clone(), &slot)?;
         let demoted = self.rebuild(&cur, prev_dir, &slot)?;
@@ -463,10 +592,21 @@ impl PluginRegistry {
     // ----- admin -----------------------------------------------------------------------------
 
     /// Replaces what an admin approved for `id`, persists it and applies it to new calls.
-    /// Invalid origins are rejected.
-    pub fn grant(&self, id: &str, grants: Grants) -> Result<PluginInfo, RuntimeError> {
+    /// Invalid origins are rejected. The grants are bound to the component the plugin runs
+    /// now; when `grants.code_sha256` names a component, it must be that one (the admin
+    /// approved what the dashboard showed, not something swapped in since).
+    pub fn grant(&self, id: &str, mut grants: Grants) -> Result<PluginInfo, RuntimeError> {
         let _admin = self.inner.admin.lock();
         let slot = self.require(id)?;
+        let running = slot.current.load().sha256().to_owned();
+        match &grants.code_sha256 {
+            Some(sha) if !sha.eq_ignore_ascii_case(&running) => {
+                return Err(RuntimeError::Config(format!(
+                    "these grants are for component sha256 {sha}, but plugin {id} now has component {running}; review it again"
+                )));
+            }
+            _ => grants.code_sha256 = Some(running),
+        }
         for (i, o) in grants.http.iter().enumerate() {
             HttpOrigin::parse(o)
                 .map_err(|e| RuntimeError::Config(format!("grants.http[{i}]: {e}")))?;
@@ -836,10 +976,21 @@ impl PluginRegistry {
 
     fn compile(&self, sources: &Sources) -> Result<Arc<dyn PluginCode>, RuntimeError> {
         let m = &sources.manifest;
-        let code = self
-            .inner
-            .compiler
-            .compile(&m.id, m.hook(), &sources.wasm)?;
+        let limits = &self.inner.cfg.limits;
+        if sources.wasm.len() as u64 > limits.max_component_bytes {
+            return Err(RuntimeError::Compile(format!(
+                "component is {} bytes, more than the host's limit of {} bytes",
+                sources.wasm.len(),
+                limits.max_component_bytes
+            )));
+        }
+        let code = scan::compile_with_limit(
+            self.inner.compiler.clone(),
+            &m.id,
+            m.hook(),
+            sources.wasm.clone(),
+            limits.compile_timeout,
+        )?;
         if code.hook() != m.hook() {
             return Err(RuntimeError::WorldMismatch(
                 m.id.clone(),
@@ -897,8 +1048,23 @@ impl PluginRegistry {
             None => Value::Null,
         };
         let config = validate_config(schema.as_deref(), &stored_config).map_err(|e| e.to_string());
-        let pending = grants::pending(&manifest, &grants);
-        let caps = grants::effective(&manifest, &grants, &self.inner.cfg.dir_roots);
+        let approval = grants::code_approval(&grants, code.sha256());
+        let (pending, caps) = match &approval {
+            // Another component under an approved id: nothing it was granted applies, and it
+            // does not run until an admin approves this code.
+            CodeApproval::Changed { approved_sha256 } => {
+                let mut pending = vec![grants::RequestedCapability::Code {
+                    sha256: code.sha256().to_owned(),
+                    approved_sha256: Some(approved_sha256.clone()),
+                }];
+                pending.extend(grants::pending(&manifest, &grants));
+                (pending, EffectiveCaps::default())
+            }
+            CodeApproval::Approved | CodeApproval::Unbound => (
+                grants::pending(&manifest, &grants),
+                grants::effective(&manifest, &grants, &self.inner.cfg.dir_roots),
+            ),
+        };
         let mut secret_values = HashMap::new();
         for name in &caps.secrets {
             match self.inner.secrets.get(name) {
@@ -925,6 +1091,7 @@ impl PluginRegistry {
             log: logs.clone(),
             host_info: Arc::new(self.inner.cfg.host_info.clone()),
             usage: None,
+            budgets: self.budgets_of(&manifest.id),
         };
         Ok(LoadedPlugin {
             manifest,
@@ -933,10 +1100,70 @@ impl PluginRegistry {
             schema,
             config,
             grants,
+            approval,
             pending,
             env,
             logs,
         })
+    }
+
+    fn budgets_of(&self, id: &str) -> SharedBudgets {
+        let limits = self.inner.cfg.limits;
+        let resources = self
+            .inner
+            .resource_pools
+            .lock()
+            .entry(id.to_owned())
+            .or_insert_with(|| ResourcePool::new(limits.resources_per_plugin))
+            .clone();
+        SharedBudgets {
+            limits,
+            resources,
+            host_memory: self.inner.host_memory.clone(),
+        }
+    }
+
+    /// The grants stored for `id` (empty when none).
+    fn stored_grants(&self, id: &str) -> Result<Grants, RuntimeError> {
+        let row = self.inner.store.plugin(id).map_err(store_err)?;
+        match row.and_then(|r| r.grants_json) {
+            Some(json) => serde_json::from_str(&json).map_err(|e| {
+                RuntimeError::Store(format!("stored grants of {id} are unreadable: {e}"))
+            }),
+            None => Ok(Grants::default()),
+        }
+    }
+
+    /// Binds the stored grants of `id` to the component with hash `sha256` (an admin action:
+    /// install, rollback).
+    fn approve_code(&self, id: &str, sha256: &str) -> Result<(), RuntimeError> {
+        let mut g = self.stored_grants(id)?;
+        g.code_sha256 = Some(sha256.to_owned());
+        let json = serde_json::to_string(&g).map_err(|e| RuntimeError::Store(e.to_string()))?;
+        self.inner
+            .store
+            .set_plugin_grants(id, Some(&json))
+            .map_err(store_err)
+    }
+
+    /// A version whose grants were never bound to a component and that asks for nothing
+    /// pending gets them bound to its component now (first load, or grants stored before
+    /// binding existed): from then on another component under this id waits for approval.
+    fn bind_unbound(&self, mut loaded: LoadedPlugin) -> LoadedPlugin {
+        if loaded.approval != CodeApproval::Unbound || !loaded.pending.is_empty() {
+            return loaded;
+        }
+        let id = loaded.manifest.id.clone();
+        match self.approve_code(&id, loaded.code.sha256()) {
+            Ok(()) => {
+                loaded.grants.code_sha256 = Some(loaded.code.sha256().to_owned());
+                loaded.approval = CodeApproval::Approved;
+            }
+            Err(e) => {
+                tracing::warn!(plugin = %id, error = %e, "cannot bind grants to the component")
+            }
+        }
+        loaded
     }
 
     /// The same code and schema, with today's grants, config and secrets.
@@ -965,7 +1192,18 @@ impl PluginRegistry {
     /// Puts a version into its slot (creating the slot). With `keep_previous`, the replaced
     /// version becomes the rollback target. Returns the replaced version's version string.
     fn put(&self, loaded: LoadedPlugin, keep_previous: bool) -> Option<String> {
+        let loaded = self.bind_unbound(loaded);
         let id = loaded.manifest.id.clone();
+        if let CodeApproval::Changed { approved_sha256 } = &loaded.approval {
+            tracing::warn!(plugin = %id, sha256 = %loaded.code.sha256(), approved = %approved_sha256,
+                "component differs from the approved one; waiting for an admin");
+            self.activity_as(
+                "system",
+                "plugin.code_changed",
+                &id,
+                serde_json::json!({ "sha256": loaded.code.sha256(), "approved_sha256": approved_sha256, "dir": loaded.dir.display().to_string() }),
+            );
+        }
         let loaded = Arc::new(loaded);
         if let Some(slot) = self.slot(&id) {
             let old = slot.current.swap(loaded);

@@ -46,12 +46,54 @@ impl JobRecord {
     }
 }
 
+/// Largest workflow JSON kept with a job record; a larger one is replaced by a note.
+pub const MAX_KEPT_WORKFLOW_BYTES: usize = 1 << 20;
+
+/// How long and how many job records are kept.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct JobRetention {
+    /// Records submitted longer ago than this go.
+    pub max_age_ms: i64,
+    /// Beyond this many records the oldest go.
+    pub max_rows: u64,
+}
+
+impl Default for JobRetention {
+    fn default() -> Self {
+        Self {
+            max_age_ms: 30 * 24 * 3600 * 1000,
+            max_rows: 100_000,
+        }
+    }
+}
+
+fn kept_workflow(json: Option<&str>) -> Option<String> {
+    let json = json?;
+    if json.len() <= MAX_KEPT_WORKFLOW_BYTES {
+        return Some(json.to_owned());
+    }
+    Some(
+        serde_json::json!({
+            "comfyhost_not_kept": format!(
+                "workflow of {} bytes not kept (limit {MAX_KEPT_WORKFLOW_BYTES})",
+                json.len()
+            )
+        })
+        .to_string(),
+    )
+}
+
 impl Store {
     /// Inserts a job or updates it. On update, `status` always takes the new value, and every
     /// optional column takes the new value only when it is `Some`, so a later partial record
     /// (e.g. status + `finished_ms`) never erases what an earlier one set. `submitted_ms` keeps
     /// its first value.
+    ///
+    /// Workflows larger than [`MAX_KEPT_WORKFLOW_BYTES`] are not kept (a short JSON note takes
+    /// their place); the host removes records past [`JobRetention`] with [`Store::prune_jobs`].
     pub fn upsert_job(&self, job: &JobRecord) -> Result<(), StoreError> {
+        let workflow_json = kept_workflow(job.workflow_json.as_deref());
+        let original_workflow_json = kept_workflow(job.original_workflow_json.as_deref());
         self.conn().execute(
             "INSERT INTO jobs (prompt_id, client_id, user_id, route, backend, status, submitted_ms,
                                started_ms, finished_ms, error_json, workflow_json, original_workflow_json)
@@ -78,11 +120,27 @@ impl Store {
                 job.started_ms,
                 job.finished_ms,
                 job.error_json,
-                job.workflow_json,
-                job.original_workflow_json
+                workflow_json,
+                original_workflow_json
             ],
         )?;
         Ok(())
+    }
+
+    /// Deletes job records past `retention` (by submission time, then by count). Returns how
+    /// many went.
+    pub fn prune_jobs(&self, now_ms: i64, retention: JobRetention) -> Result<usize, StoreError> {
+        let conn = self.conn();
+        let mut n = conn.execute(
+            "DELETE FROM jobs WHERE submitted_ms < ?1",
+            [now_ms.saturating_sub(retention.max_age_ms)],
+        )?;
+        n += conn.execute(
+            "DELETE FROM jobs WHERE prompt_id IN (SELECT prompt_id FROM jobs
+               ORDER BY submitted_ms DESC LIMIT -1 OFFSET ?1)",
+            [retention.max_rows],
+        )?;
+        Ok(n)
     }
 
     /// The job with this prompt id.
@@ -152,6 +210,47 @@ mod tests {
         assert_eq!(j.workflow_json.as_deref(), Some("{}"));
         assert_eq!((j.started_ms, j.finished_ms), (Some(110), Some(200)));
         assert!(s.job("nope").unwrap().is_none());
+    }
+
+    #[test]
+    fn huge_workflows_are_not_kept_and_old_records_are_pruned() {
+        let s = Store::open_in_memory().unwrap();
+        let huge = format!("{{\"x\":\"{}\"}}", "a".repeat(MAX_KEPT_WORKFLOW_BYTES));
+        s.upsert_job(&JobRecord {
+            prompt_id: "big".into(),
+            status: "queued".into(),
+            submitted_ms: 1_000,
+            workflow_json: Some(huge.clone()),
+            original_workflow_json: Some("{}".into()),
+            ..Default::default()
+        })
+        .unwrap();
+        let j = s.job("big").unwrap().unwrap();
+        let kept = j.workflow_json.unwrap();
+        assert!(kept.len() < 200 && kept.contains("not kept"), "{kept}");
+        assert_eq!(j.original_workflow_json.as_deref(), Some("{}"));
+        for (id, ts) in [("old", 1_000), ("mid", 5_000), ("new", 9_000)] {
+            s.upsert_job(&JobRecord {
+                prompt_id: id.into(),
+                status: "succeeded".into(),
+                submitted_ms: ts,
+                ..Default::default()
+            })
+            .unwrap();
+        }
+        let retention = JobRetention {
+            max_age_ms: 6_000,
+            max_rows: 2,
+        };
+        // "big" and "old" are too old; of the rest, two are kept.
+        assert_eq!(s.prune_jobs(10_000, retention).unwrap(), 2);
+        assert!(s.job("mid").unwrap().is_some() && s.job("new").unwrap().is_some());
+        let retention = JobRetention {
+            max_rows: 1,
+            ..retention
+        };
+        assert_eq!(s.prune_jobs(10_000, retention).unwrap(), 1);
+        assert!(s.job("mid").unwrap().is_none());
     }
 
     #[test]

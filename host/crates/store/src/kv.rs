@@ -1,4 +1,5 @@
-//! Per-plugin key-value namespaces (`plugin_kv`), with size limits and a key quota.
+//! Per-plugin key-value namespaces (`plugin_kv`), with size limits, a key quota and a byte
+//! quota (keys plus values).
 
 use rusqlite::{OptionalExtension, params};
 
@@ -14,11 +15,19 @@ pub const MAX_VALUE_BYTES: usize = 1024 * 1024;
 pub struct KvLimits {
     /// Most keys one plugin may hold.
     pub max_keys: u64,
+    /// Most bytes (keys plus values) one plugin may hold.
+    pub max_bytes: u64,
 }
+
+/// Default byte quota of one plugin's namespace.
+pub const DEFAULT_KV_MAX_BYTES: u64 = 32 << 20;
 
 impl Default for KvLimits {
     fn default() -> Self {
-        Self { max_keys: 10_000 }
+        Self {
+            max_keys: 10_000,
+            max_bytes: DEFAULT_KV_MAX_BYTES,
+        }
     }
 }
 
@@ -50,9 +59,24 @@ impl Store {
                 value.len()
             )));
         }
-        let max_keys = self.inner.kv_limits.max_keys;
+        let KvLimits {
+            max_keys,
+            max_bytes,
+        } = self.inner.kv_limits;
         let mut conn = self.conn();
         let tx = conn.transaction()?;
+        let others: u64 = tx.query_row(
+            "SELECT COALESCE(SUM(length(CAST(key AS BLOB)) + length(value)), 0) FROM plugin_kv
+             WHERE plugin_id = ?1 AND key != ?2",
+            params![plugin_id, key],
+            |r| r.get(0),
+        )?;
+        if others + (key.len() + value.len()) as u64 > max_bytes {
+            return Err(StoreError::BytesQuotaExceeded {
+                plugin_id: plugin_id.to_owned(),
+                max_bytes,
+            });
+        }
         let exists: bool = tx.query_row(
             "SELECT EXISTS(SELECT 1 FROM plugin_kv WHERE plugin_id = ?1 AND key = ?2)",
             params![plugin_id, key],
@@ -165,9 +189,10 @@ mod tests {
 
     #[test]
     fn quota_counts_new_keys_only() {
-        let s = Store::open_in_memory()
-            .unwrap()
-            .with_kv_limits(KvLimits { max_keys: 2 });
+        let s = Store::open_in_memory().unwrap().with_kv_limits(KvLimits {
+            max_keys: 2,
+            ..KvLimits::default()
+        });
         s.kv_set("p", "a", b"").unwrap();
         s.kv_set("p", "b", b"").unwrap();
         let err = s.kv_set("p", "c", b"").unwrap_err();
@@ -180,6 +205,27 @@ mod tests {
         s.kv_set("q", "c", b"").unwrap();
         s.kv_delete("p", "b").unwrap();
         s.kv_set("p", "c", b"").unwrap();
+    }
+
+    #[test]
+    fn byte_quota_counts_keys_and_values_and_replacements_once() {
+        let s = Store::open_in_memory().unwrap().with_kv_limits(KvLimits {
+            max_keys: 1000,
+            max_bytes: 100,
+        });
+        s.kv_set("p", "a", &[0u8; 49]).unwrap(); // 50 bytes
+        s.kv_set("p", "b", &[0u8; 49]).unwrap(); // 100 bytes
+        let err = s.kv_set("p", "c", b"").unwrap_err();
+        assert!(
+            matches!(err, StoreError::BytesQuotaExceeded { max_bytes: 100, .. }),
+            "{err}"
+        );
+        // replacing a value counts only the new one; other plugins have their own quota
+        s.kv_set("p", "a", &[1u8; 49]).unwrap();
+        assert!(s.kv_set("p", "a", &[1u8; 50]).is_err());
+        s.kv_set("q", "c", &[0u8; 99]).unwrap();
+        s.kv_delete("p", "b").unwrap();
+        s.kv_set("p", "c", &[0u8; 49]).unwrap();
     }
 
     #[test]

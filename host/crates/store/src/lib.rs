@@ -27,8 +27,8 @@ use rusqlite::Connection;
 
 pub use activity::{Activity, ActivityRetention, NewActivity};
 pub use error::StoreError;
-pub use jobs::JobRecord;
-pub use kv::{KvLimits, MAX_KEY_BYTES, MAX_VALUE_BYTES};
+pub use jobs::{JobRecord, JobRetention, MAX_KEPT_WORKFLOW_BYTES};
+pub use kv::{DEFAULT_KV_MAX_BYTES, KvLimits, MAX_KEY_BYTES, MAX_VALUE_BYTES};
 pub use outputs::{NewOutput, OutputBacklog, OutputRow, OutputState};
 pub use plugins::PluginRow;
 pub use remote_jobs::RemoteJobRow;

@@ -9,6 +9,7 @@
 //! from their part files and paused ones stay paused.
 
 pub mod disk;
+mod origins;
 pub mod transfer;
 pub mod verify;
 
@@ -23,6 +24,7 @@ use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
 
 use super::inventory::ModelRoots;
+pub use origins::DownloadOrigins;
 use transfer::{Attempt, TransferError};
 
 /// Attempts per file before the operation fails (connection cuts are retried with `Range`).
@@ -182,6 +184,8 @@ struct Inner {
     hf_token: Option<String>,
     ops: Mutex<BTreeMap<String, Arc<Operation>>>,
     retry_delay: Duration,
+    /// Origins installs may download from; `None` until the host sets it (tests, tools).
+    allowed: parking_lot::RwLock<Option<DownloadOrigins>>,
 }
 
 /// Runs and tracks install operations. Cheap to clone.
@@ -294,6 +298,7 @@ impl DownloadManager {
                 hf_token: hf_token.filter(|t| !t.trim().is_empty()),
                 ops: Mutex::new(BTreeMap::new()),
                 retry_delay: Duration::from_millis(200),
+                allowed: parking_lot::RwLock::new(None),
             }),
         };
         let mut resume = Vec::new();
@@ -353,6 +358,21 @@ impl DownloadManager {
     }
 
     /// Validate, check free disk space, persist and start an install. Returns the operation id.
+    /// Restricts installs to `origins` (the host's `--download-origins`).
+    pub fn allow_only(&self, origins: DownloadOrigins) {
+        *self.inner.allowed.write() = Some(origins);
+    }
+
+    /// The allowed origins as `scheme://host:port` (empty when unrestricted).
+    pub fn allowed_origins(&self) -> Vec<String> {
+        self.inner
+            .allowed
+            .read()
+            .as_ref()
+            .map(DownloadOrigins::list)
+            .unwrap_or_default()
+    }
+
     pub fn install(&self, req: InstallRequest) -> Result<String, InstallError> {
         if req.files.is_empty() {
             return Err(InstallError::Empty);
@@ -371,6 +391,16 @@ impl DownloadManager {
             let url = url::Url::parse(&f.url).map_err(|e| bad(&format!("url: {e}")))?;
             if !matches!(url.scheme(), "http" | "https") {
                 return Err(bad("url must be http(s)"));
+            }
+            if let Some(allowed) = &*self.inner.allowed.read()
+                && !allowed.allows(&url)
+            {
+                return Err(bad(&format!(
+                    "{} is not an origin allowed for downloads (allowed: {}; see --download-origins)",
+                    DownloadOrigins::origin_of(&url)
+                        .map_or_else(|| url.to_string(), |o| o.to_string()),
+                    allowed.describe()
+                )));
             }
             if !f.sha256.is_empty()
                 && (f.sha256.len() != 64 || !f.sha256.bytes().all(|b| b.is_ascii_hexdigit()))

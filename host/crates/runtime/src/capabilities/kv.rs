@@ -130,7 +130,8 @@ impl KvStore for MemoryKv {
 }
 
 /// The SQLite store is the production key-value backend: namespaces are rows keyed by plugin
-/// id, with the store's key quota.
+/// id, with the store's key and byte quotas. Its methods block (SQLite, one connection behind
+/// a mutex): the host imports call them through [`off_runtime`].
 impl KvStore for comfyhost_store::Store {
     fn get(&self, plugin_id: &str, key: &str) -> Result<Option<Vec<u8>>, KvError> {
         check_key(key)?;
@@ -154,10 +155,24 @@ impl KvStore for comfyhost_store::Store {
     }
 }
 
+/// Runs a blocking key-value operation on tokio's blocking pool, so a plugin writing large
+/// values in a loop never stalls the async workers that serve HTTP.
+pub async fn off_runtime<T: Send + 'static>(
+    op: impl FnOnce() -> Result<T, KvError> + Send + 'static,
+) -> Result<T, KvError> {
+    match tokio::runtime::Handle::try_current() {
+        Ok(_) => tokio::task::spawn_blocking(op)
+            .await
+            .unwrap_or_else(|e| Err(KvError::Storage(format!("key-value task failed: {e}")))),
+        Err(_) => op(),
+    }
+}
+
 fn kv_error(e: comfyhost_store::StoreError) -> KvError {
     match e {
         comfyhost_store::StoreError::TooLarge(m) => KvError::TooLarge(m),
-        comfyhost_store::StoreError::QuotaExceeded { .. } => KvError::QuotaExceeded,
+        comfyhost_store::StoreError::QuotaExceeded { .. }
+        | comfyhost_store::StoreError::BytesQuotaExceeded { .. } => KvError::QuotaExceeded,
         other => KvError::Storage(other.to_string()),
     }
 }

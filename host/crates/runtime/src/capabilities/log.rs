@@ -41,16 +41,42 @@ pub fn now_ms() -> u64 {
 }
 
 /// Cuts `message` to at most [`MAX_MESSAGE_BYTES`], on a char boundary.
-pub fn truncate_message(mut message: String) -> String {
-    if message.len() > MAX_MESSAGE_BYTES {
-        let mut cut = MAX_MESSAGE_BYTES;
-        while !message.is_char_boundary(cut) {
+pub fn truncate_message(message: String) -> String {
+    truncate_to(message, MAX_MESSAGE_BYTES)
+}
+
+/// Cuts `text` to at most `max` bytes, on a char boundary, marking the cut.
+pub fn truncate_to(mut text: String, max: usize) -> String {
+    if text.len() > max {
+        let mut cut = max;
+        while !text.is_char_boundary(cut) {
             cut -= 1;
         }
-        message.truncate(cut);
-        message.push_str(" …[truncated]");
+        text.truncate(cut);
+        text.push_str(" …[truncated]");
     }
-    message
+    text
+}
+
+/// Plugin text made safe for a one-line log record: control characters (newline, carriage
+/// return, escape sequences, ...) and Unicode line/paragraph separators are written as
+/// escapes, so a plugin cannot forge a host log line or drive a terminal.
+pub fn escape_controls(text: &str) -> std::borrow::Cow<'_, str> {
+    let unsafe_char = |c: char| c.is_control() || c == '\u{2028}' || c == '\u{2029}';
+    if !text.chars().any(unsafe_char) {
+        return std::borrow::Cow::Borrowed(text);
+    }
+    let mut out = String::with_capacity(text.len() + 8);
+    for c in text.chars() {
+        match c {
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            c if unsafe_char(c) => out.push_str(&format!("\\u{{{:x}}}", c as u32)),
+            c => out.push(c),
+        }
+    }
+    std::borrow::Cow::Owned(out)
 }
 
 /// Sends one record to the sink and mirrors it to `tracing` with the plugin and prompt ids.
@@ -61,7 +87,9 @@ pub fn emit(
     level: PluginLogLevel,
     message: String,
 ) {
-    let message = truncate_message(message);
+    // Cut first (escaping a huge message would be wasted work), then escape, then cut again
+    // in case escaping made it longer.
+    let message = truncate_message(escape_controls(&truncate_message(message)).into_owned());
     let prompt = prompt_id.unwrap_or("-");
     match level {
         PluginLogLevel::Trace => {
@@ -280,6 +308,25 @@ mod tests {
                 .all(|r| r.message.len() <= MAX_MESSAGE_BYTES + 20)
         );
         assert!(recs.iter().all(|r| r.prompt_id.as_deref() == Some("q")));
+    }
+
+    #[test]
+    fn control_characters_cannot_forge_log_lines() {
+        let sink = Arc::new(MemoryLogSink::new());
+        emit(
+            &*sink,
+            "p",
+            None,
+            PluginLogLevel::Info,
+            "ok\n2026-01-01T00:00:00Z  INFO comfyhost: admin signed in\r\x1b[2J\u{2028}".into(),
+        );
+        let m = &sink.records()[0].message;
+        assert!(!m.chars().any(char::is_control), "{m:?}");
+        assert_eq!(
+            m,
+            "ok\\n2026-01-01T00:00:00Z  INFO comfyhost: admin signed in\\r\\u{1b}[2J\\u{2028}"
+        );
+        assert_eq!(escape_controls("plain é"), "plain é");
     }
 
     #[test]

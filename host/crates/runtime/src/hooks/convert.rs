@@ -76,13 +76,40 @@ pub(crate) fn route(r: qr::RouteDecision) -> Route {
     }
 }
 
+/// Most notes kept from one rewrite.
+pub const MAX_TRANSFORM_NOTES: usize = 16;
+/// Longest note kept, in bytes.
+pub const MAX_TRANSFORM_NOTE_BYTES: usize = 512;
+
+/// A rewrite's notes as the host keeps and logs them: at most [`MAX_TRANSFORM_NOTES`], each
+/// cut to [`MAX_TRANSFORM_NOTE_BYTES`] with control characters escaped.
+pub(crate) fn cap_notes(notes: Vec<String>) -> Vec<String> {
+    use crate::capabilities::log::{escape_controls, truncate_to};
+    let total = notes.len();
+    let mut kept: Vec<String> = notes
+        .into_iter()
+        .take(MAX_TRANSFORM_NOTES)
+        .map(|n| {
+            let n = truncate_to(n, MAX_TRANSFORM_NOTE_BYTES);
+            truncate_to(escape_controls(&n).into_owned(), MAX_TRANSFORM_NOTE_BYTES)
+        })
+        .collect();
+    if total > MAX_TRANSFORM_NOTES {
+        kept.push(format!(
+            "…{} more notes not kept",
+            total - MAX_TRANSFORM_NOTES
+        ));
+    }
+    kept
+}
+
 pub(crate) fn transform_result(r: pt::TransformResult) -> Result<TransformResult, CallErrorKind> {
     Ok(match r {
         pt::TransformResult::Unchanged => TransformResult::Unchanged,
         pt::TransformResult::Rewritten(rw) => TransformResult::Rewritten {
             workflow: workflow_from_wit(&rw.workflow)
                 .map_err(|e| CallErrorKind::InvalidOutput(e.to_string()))?,
-            notes: rw.notes,
+            notes: cap_notes(rw.notes),
         },
     })
 }
@@ -239,5 +266,27 @@ pub(crate) fn removal_outcome(o: om::RemovalOutcome) -> RemovalOutcome {
         om::RemovalOutcome::Removed(m) => RemovalOutcome::Removed(m),
         om::RemovalOutcome::Kept(m) => RemovalOutcome::Kept(m),
         om::RemovalOutcome::RetryLater(m) => RemovalOutcome::RetryLater(m),
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn transform_notes_are_capped_and_escaped() {
+        let notes: Vec<String> = (0..10_000)
+            .map(|i| format!("note {i}\nFORGED {}", "x".repeat(100_000)))
+            .collect();
+        let kept = cap_notes(notes);
+        assert_eq!(kept.len(), MAX_TRANSFORM_NOTES + 1);
+        assert!(
+            kept.iter()
+                .all(|n| n.len() <= MAX_TRANSFORM_NOTE_BYTES + 20)
+        );
+        assert!(kept.iter().all(|n| !n.contains('\n')));
+        assert!(kept[0].starts_with("note 0\\nFORGED"), "{}", kept[0]);
+        assert!(kept.last().unwrap().contains("9984 more"));
     }
 }

@@ -10,6 +10,7 @@ use serde_json::json;
 
 use super::*;
 use crate::capabilities::log::{PluginLogLevel, PluginLogRecord};
+use crate::grants::RequestedCapability;
 use crate::types::{Severity, User};
 
 struct Scripted {
@@ -102,6 +103,16 @@ impl PluginCode for Scripted {
 
 struct ScriptCompiler;
 
+/// How often each script was compiled (scripts are unique per test).
+static COMPILES: parking_lot::Mutex<BTreeMap<String, usize>> =
+    parking_lot::Mutex::new(BTreeMap::new());
+/// Gates opened by tests; a `block-compile <gate> ...` script compiles once its gate is open.
+static GATES: parking_lot::Mutex<Vec<String>> = parking_lot::Mutex::new(Vec::new());
+
+fn compiles(script: &str) -> usize {
+    COMPILES.lock().get(script).copied().unwrap_or(0)
+}
+
 impl PluginCompiler for ScriptCompiler {
     fn compile(
         &self,
@@ -112,6 +123,18 @@ impl PluginCompiler for ScriptCompiler {
         let script = std::str::from_utf8(wasm)
             .map_err(|e| RuntimeError::Compile(e.to_string()))?
             .to_owned();
+        *COMPILES.lock().entry(script.clone()).or_default() += 1;
+        if let Some(rest) = script.strip_prefix("block-compile ") {
+            // Waits until the test opens the gate named by the rest of the script.
+            let gate = rest
+                .split_whitespace()
+                .next()
+                .unwrap_or_default()
+                .to_owned();
+            while !GATES.lock().contains(&gate) {
+                std::thread::sleep(Duration::from_millis(5));
+            }
+        }
         if script.starts_with("garbage") {
             return Err(RuntimeError::Compile("not a component".into()));
         }
@@ -130,6 +153,15 @@ struct Fixture {
 }
 
 fn fixture_with(breaker: BreakerConfig, store: Store, dir: tempfile::TempDir) -> Fixture {
+    fixture_with_limits(breaker, store, dir, PluginLimits::default())
+}
+
+fn fixture_with_limits(
+    breaker: BreakerConfig,
+    store: Store,
+    dir: tempfile::TempDir,
+    limits: PluginLimits,
+) -> Fixture {
     let cfg = RegistryConfig {
         plugins_dir: dir.path().join("plugins"),
         dir_roots: DirRoots {
@@ -138,6 +170,7 @@ fn fixture_with(breaker: BreakerConfig, store: Store, dir: tempfile::TempDir) ->
         },
         breaker,
         host_info: vec![("host-version".into(), "test".into())],
+        limits,
     };
     let secrets = MapSecrets(
         [("API_KEY", "k1"), ("OTHER_KEY", "k2")]
@@ -752,4 +785,249 @@ async fn logs_are_kept_per_plugin_across_reloads_and_enabled_flag_persists() {
     let info = f2.reg.get("lg").unwrap();
     assert_eq!(info.state, PluginState::Disabled);
     assert!(!info.enabled);
+}
+
+fn write_plugin(root: &Path, dir: &str, id: &str, extra: &str, wasm: &[u8]) {
+    let d = root.join(dir);
+    std::fs::create_dir_all(&d).unwrap();
+    std::fs::write(
+        d.join("plugin.toml"),
+        manifest(id, "0.1.0", "queue-router", 1, extra),
+    )
+    .unwrap();
+    std::fs::write(d.join(format!("{}.wasm", id.replace('-', "_"))), wasm).unwrap();
+}
+
+const HTTP_AND_SECRET: &str =
+    "[capabilities]\nhttp = [\"https://api.example.com:443\"]\nsecrets = [\"API_KEY\"]\n";
+
+fn activity_actions(f: &Fixture, action: &str) -> usize {
+    f.store
+        .recent_activity(1000)
+        .unwrap()
+        .iter()
+        .filter(|a| a.action == action)
+        .count()
+}
+
+#[tokio::test]
+async fn a_different_component_under_an_approved_id_waits_for_approval() {
+    let f = fixture();
+    let root = f.dir.path().join("plugins");
+    write_plugin(&root, "victim", "victim", HTTP_AND_SECRET, b"route secrets");
+    f.reg.discover().unwrap();
+    let approved = f
+        .reg
+        .grant(
+            "victim",
+            Grants {
+                http: vec!["https://api.example.com:443".into()],
+                secrets: vec!["API_KEY".into()],
+                ..Default::default()
+            },
+        )
+        .unwrap();
+    assert_eq!(approved.state, PluginState::Enabled);
+    assert_eq!(
+        approved.granted.code_sha256.as_deref(),
+        Some(approved.sha256.as_str())
+    );
+    assert_eq!(
+        f.reg.route(&sub(), &[]).await.unwrap().route,
+        Route::Backend("API_KEY=k1".into())
+    );
+
+    // Same id, same declared capabilities, different code: not run, nothing granted applies.
+    write_plugin(
+        &root,
+        "victim",
+        "victim",
+        HTTP_AND_SECRET,
+        b"route backend stolen",
+    );
+    assert_eq!(f.reg.discover().unwrap().loaded, ["victim"]);
+    let info = f.reg.get("victim").unwrap();
+    assert_eq!(info.state, PluginState::NeedsApproval, "{info:?}");
+    assert!(
+        matches!(&info.pending[0], RequestedCapability::Code { approved_sha256: Some(a), .. } if *a == approved.sha256),
+        "{:?}",
+        info.pending
+    );
+    assert_eq!(info.effective, EffectiveCaps::default());
+    assert_eq!(f.reg.route(&sub(), &[]).await.unwrap().route, Route::Local);
+    assert_eq!(activity_actions(&f, "plugin.code_changed"), 1);
+
+    // Grants for the old code are refused; approving what runs now re-enables it.
+    let stale = Grants {
+        code_sha256: Some(approved.sha256.clone()),
+        ..approved.granted.clone()
+    };
+    let err = f.reg.grant("victim", stale).unwrap_err();
+    assert!(err.to_string().contains("review it again"), "{err}");
+    let info = f
+        .reg
+        .grant(
+            "victim",
+            Grants {
+                code_sha256: None,
+                ..approved.granted.clone()
+            },
+        )
+        .unwrap();
+    assert_eq!(info.state, PluginState::Enabled);
+    assert_eq!(
+        f.reg.route(&sub(), &[]).await.unwrap().route,
+        Route::Backend("stolen".into())
+    );
+}
+
+#[tokio::test]
+async fn a_plugin_without_capabilities_is_bound_to_its_first_code_too() {
+    let f = fixture();
+    let root = f.dir.path().join("plugins");
+    write_plugin(&root, "quiet", "quiet", "", b"route backend mine");
+    f.reg.discover().unwrap();
+    assert_eq!(f.reg.get("quiet").unwrap().state, PluginState::Enabled);
+    write_plugin(&root, "quiet", "quiet", "", b"route backend theirs");
+    f.reg.discover().unwrap();
+    assert_eq!(
+        f.reg.get("quiet").unwrap().state,
+        PluginState::NeedsApproval
+    );
+    assert_eq!(f.reg.route(&sub(), &[]).await.unwrap().route, Route::Local);
+}
+
+#[tokio::test]
+async fn a_second_directory_reusing_an_id_is_refused_never_swapped_in() {
+    let f = fixture();
+    let root = f.dir.path().join("plugins");
+    write_plugin(&root, "victim", "victim", HTTP_AND_SECRET, b"route secrets");
+    f.reg.discover().unwrap();
+    let before = f
+        .reg
+        .grant(
+            "victim",
+            Grants::all_of(
+                &Manifest::from_toml_str(&manifest(
+                    "victim",
+                    "0.1.0",
+                    "queue-router",
+                    1,
+                    HTTP_AND_SECRET,
+                ))
+                .unwrap(),
+            ),
+        )
+        .unwrap();
+    // A squatter sorts first and declares the same id and capabilities.
+    write_plugin(
+        &root,
+        "aaa-squatter",
+        "victim",
+        HTTP_AND_SECRET,
+        b"route backend squatted",
+    );
+    for _ in 0..3 {
+        let report = f.reg.discover().unwrap();
+        assert_eq!(report.unchanged, ["victim"], "{report:?}");
+        let broken: BTreeMap<_, _> = report.broken.into_iter().collect();
+        assert!(
+            broken["aaa-squatter"].contains("duplicate plugin id victim"),
+            "{broken:?}"
+        );
+    }
+    let info = f.reg.get("victim").unwrap();
+    assert_eq!(info.sha256, before.sha256);
+    assert_eq!(info.dir, root.join("victim"));
+    assert_eq!(
+        f.reg.route(&sub(), &[]).await.unwrap().route,
+        Route::Backend("API_KEY=k1".into())
+    );
+    // Warned once, not every scan.
+    assert_eq!(activity_actions(&f, "plugin.duplicate_refused"), 1);
+
+    // After a restart the approved code keeps the id even though the squatter sorts first.
+    let f2 = fixture_with(BreakerConfig::default(), f.store.clone(), f.dir);
+    let report = f2.reg.discover().unwrap();
+    assert_eq!(report.loaded, ["victim"]);
+    let info = f2.reg.get("victim").unwrap();
+    assert_eq!(info.sha256, before.sha256);
+    assert_eq!(info.state, PluginState::Enabled);
+}
+
+#[tokio::test]
+async fn a_broken_component_is_compiled_once_per_hash() {
+    let f = fixture();
+    let root = f.dir.path().join("plugins");
+    let script = "garbage remembered-by-hash";
+    write_plugin(&root, "broken", "broken", "", script.as_bytes());
+    for _ in 0..4 {
+        let report = f.reg.discover().unwrap();
+        assert!(report.broken[0].1.contains("not a component"), "{report:?}");
+    }
+    assert_eq!(compiles(script), 1);
+    // New bytes are compiled again.
+    let script2 = "garbage remembered-by-hash v2";
+    write_plugin(&root, "broken", "broken", "", script2.as_bytes());
+    f.reg.discover().unwrap();
+    assert_eq!(compiles(script2), 1);
+}
+
+#[tokio::test]
+async fn an_unchanged_component_is_not_read_again() {
+    let f = fixture();
+    let root = f.dir.path().join("plugins");
+    write_plugin(&root, "big", "big", "", b"route backend aaaa");
+    f.reg.discover().unwrap();
+    // Same size, same inode, same mtime: the scan trusts the remembered hash and does not
+    // read the bytes (it would see "bbbb" if it did).
+    let wasm = root.join("big/big.wasm");
+    let mtime = std::fs::metadata(&wasm).unwrap().modified().unwrap();
+    let file = std::fs::OpenOptions::new().write(true).open(&wasm).unwrap();
+    std::io::Write::write_all(&mut &file, b"route backend bbbb").unwrap();
+    file.set_modified(mtime).unwrap();
+    drop(file);
+    assert_eq!(f.reg.discover().unwrap().unchanged, ["big"]);
+    // A new mtime makes it look again.
+    let file = std::fs::OpenOptions::new().write(true).open(&wasm).unwrap();
+    file.set_modified(mtime + Duration::from_secs(5)).unwrap();
+    drop(file);
+    assert_eq!(f.reg.discover().unwrap().loaded, ["big"]);
+}
+
+#[tokio::test]
+async fn compiles_are_bounded_in_size_and_time_and_do_not_hold_the_admin_lock() {
+    let limits = PluginLimits {
+        compile_timeout: Duration::from_millis(300),
+        max_component_bytes: 64,
+        ..PluginLimits::default()
+    };
+    let f = fixture_with_limits(
+        BreakerConfig::default(),
+        Store::open_in_memory().unwrap(),
+        tempfile::tempdir().unwrap(),
+        limits,
+    );
+    let root = f.dir.path().join("plugins");
+    install(&f, "other", 1, "queue-router", "route pass");
+    write_plugin(&root, "huge", "huge", "", &[b'x'; 65]);
+    // A compile that never ends on its own (gate never opened in time).
+    let script = "block-compile never-opened";
+    write_plugin(&root, "bomb", "bomb", "", script.as_bytes());
+    let reg = f.reg.clone();
+    let scan = std::thread::spawn(move || reg.discover().unwrap());
+    // While the scan is stuck in the compile, admin operations go through.
+    while compiles(script) == 0 {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    f.reg.set_config("other", &json!({})).unwrap();
+    f.reg.disable("other").unwrap();
+    let report = scan.join().unwrap();
+    let broken: BTreeMap<_, _> = report.broken.into_iter().collect();
+    assert!(broken["huge"].contains("limit of 64 bytes"), "{broken:?}");
+    assert!(broken["bomb"].contains("compile time limit"), "{broken:?}");
+    // The time-out is remembered: the next scan does not start another compile.
+    f.reg.discover().unwrap();
+    assert_eq!(compiles(script), 1);
+    GATES.lock().push("never-opened".into());
 }

@@ -4,6 +4,7 @@
 //! tokio timeout for a guest parked in a host call). A store is never reused: it is dropped
 //! after every call, failed or not.
 
+pub mod budget;
 mod limiter;
 mod state;
 
@@ -48,6 +49,8 @@ pub struct CallEnv {
     pub host_info: Arc<Vec<(String, String)>>,
     /// Where a call reports what it used, for tools that show it (`comfyhost plugin call`).
     pub usage: Option<Arc<CallUsage>>,
+    /// Host limits and the budgets shared with the plugin's other calls and other plugins.
+    pub budgets: budget::SharedBudgets,
 }
 
 /// What a call used: its largest linear memory, its wall time.
@@ -111,7 +114,14 @@ pub fn new_store(engine: &Engine, env: &CallEnv) -> Result<Store<PluginState>, C
         env.plugin_id.clone(),
         env.prompt_id.clone(),
     );
-    let state = PluginState::new(builder.build(), hooks, env.clone(), stdout, stderr);
+    let want = env.budgets.resources_per_call(env.budget.memory_bytes);
+    let lease = env.budgets.resources.lease(want).ok_or_else(|| {
+        CallErrorKind::Instantiate(format!(
+            "the plugin's other calls hold its {} WASI resources (open files, streams, HTTP fields)",
+            env.budgets.resources.total()
+        ))
+    })?;
+    let state = PluginState::new(builder.build(), hooks, env.clone(), stdout, stderr, lease);
     let mut store = Store::new(engine, state);
     store.limiter(|s| &mut s.limiter);
     let deadline = Instant::now() + env.budget.deadline;

@@ -6,6 +6,7 @@ use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 
 use super::CallEnv;
+use super::budget::ResourceLease;
 use super::limiter::CallLimiter;
 use crate::capabilities::http::AllowListHooks;
 use crate::capabilities::kv::{self, KvError, MAX_LIST_LIMIT};
@@ -16,6 +17,8 @@ use crate::hooks::bindings::wit_types::OptionEntry;
 
 /// Most `log` records one call may write; later ones are dropped (noted once).
 pub const MAX_LOG_RECORDS_PER_CALL: u32 = 1000;
+/// Most bytes of `log` messages one call may write; later records are dropped (noted once).
+pub const MAX_LOG_BYTES_PER_CALL: usize = 64 * 1024;
 
 /// Store data of one hook call. Built fresh for every call and dropped with the store.
 pub struct PluginState {
@@ -30,6 +33,10 @@ pub struct PluginState {
     /// When the epoch deadline callback last ran, i.e. the guest was last seen executing wasm.
     pub(crate) last_epoch_check: Option<std::time::Instant>,
     log_records: u32,
+    log_bytes: usize,
+    log_dropped_noted: bool,
+    /// The call's share of the plugin's WASI resources (the table's capacity).
+    _resources: ResourceLease,
 }
 
 impl PluginState {
@@ -39,19 +46,28 @@ impl PluginState {
         env: CallEnv,
         stdout: GuestOutput,
         stderr: GuestOutput,
+        resources: ResourceLease,
     ) -> Self {
-        let limiter = CallLimiter::new(env.budget.memory_bytes);
+        let limiter =
+            CallLimiter::with_host_memory(env.budget.memory_bytes, env.budgets.host_memory.clone());
+        let mut table = ResourceTable::new();
+        table.set_max_capacity(resources.slots());
+        let mut http = WasiHttpCtx::new();
+        http.set_field_size_limit(env.budgets.limits.http_field_bytes);
         Self {
             wasi,
-            http: WasiHttpCtx::new(),
+            http,
             http_hooks,
-            table: ResourceTable::new(),
+            table,
             limiter,
             env,
             stdout,
             stderr,
             last_epoch_check: None,
             log_records: 0,
+            log_bytes: 0,
+            log_dropped_noted: false,
+            _resources: resources,
         }
     }
 
@@ -102,16 +118,18 @@ impl WasiHttpView for PluginState {
 impl host_api::Host for PluginState {
     async fn log(&mut self, level: LogLevel, message: String) -> wasmtime::Result<()> {
         self.log_records = self.log_records.saturating_add(1);
+        self.log_bytes = self.log_bytes.saturating_add(message.len());
         let env = &self.env;
-        if self.log_records > MAX_LOG_RECORDS_PER_CALL {
-            if self.log_records == MAX_LOG_RECORDS_PER_CALL + 1 {
+        if self.log_records > MAX_LOG_RECORDS_PER_CALL || self.log_bytes > MAX_LOG_BYTES_PER_CALL {
+            if !self.log_dropped_noted {
+                self.log_dropped_noted = true;
                 emit(
                     &*env.log,
                     &env.plugin_id,
                     env.prompt_id.as_deref(),
                     PluginLogLevel::Warn,
                     format!(
-                        "more than {MAX_LOG_RECORDS_PER_CALL} log records in one call; the rest are dropped"
+                        "more than {MAX_LOG_RECORDS_PER_CALL} log records or {MAX_LOG_BYTES_PER_CALL} bytes of log in one call; the rest are dropped"
                     ),
                 );
             }
@@ -146,7 +164,12 @@ impl host_api::Host for PluginState {
         &mut self,
         key: String,
     ) -> wasmtime::Result<Result<Option<Vec<u8>>, host_api::KvError>> {
-        let r = kv::check_key(&key).and_then(|()| self.env.kv.get(&self.env.plugin_id, &key));
+        let (store, plugin) = (self.env.kv.clone(), self.env.plugin_id.clone());
+        let r = kv::off_runtime(move || {
+            kv::check_key(&key)?;
+            store.get(&plugin, &key)
+        })
+        .await;
         Ok(r.map_err(Self::kv_error))
     }
 
@@ -155,14 +178,23 @@ impl host_api::Host for PluginState {
         key: String,
         value: Vec<u8>,
     ) -> wasmtime::Result<Result<(), host_api::KvError>> {
-        let r = kv::check_key(&key)
-            .and_then(|()| kv::check_value(&value))
-            .and_then(|()| self.env.kv.set(&self.env.plugin_id, &key, &value));
+        let (store, plugin) = (self.env.kv.clone(), self.env.plugin_id.clone());
+        let r = kv::off_runtime(move || {
+            kv::check_key(&key)?;
+            kv::check_value(&value)?;
+            store.set(&plugin, &key, &value)
+        })
+        .await;
         Ok(r.map_err(Self::kv_error))
     }
 
     async fn kv_delete(&mut self, key: String) -> wasmtime::Result<Result<(), host_api::KvError>> {
-        let r = kv::check_key(&key).and_then(|()| self.env.kv.delete(&self.env.plugin_id, &key));
+        let (store, plugin) = (self.env.kv.clone(), self.env.plugin_id.clone());
+        let r = kv::off_runtime(move || {
+            kv::check_key(&key)?;
+            store.delete(&plugin, &key)
+        })
+        .await;
         Ok(r.map_err(Self::kv_error))
     }
 
@@ -178,10 +210,9 @@ impl host_api::Host for PluginState {
                 kv::MAX_KEY_BYTES
             ))));
         }
-        let r = self
-            .env
-            .kv
-            .list(&self.env.plugin_id, &prefix, limit.min(MAX_LIST_LIMIT));
+        let (store, plugin) = (self.env.kv.clone(), self.env.plugin_id.clone());
+        let r =
+            kv::off_runtime(move || store.list(&plugin, &prefix, limit.min(MAX_LIST_LIMIT))).await;
         Ok(r.map_err(Self::kv_error))
     }
 

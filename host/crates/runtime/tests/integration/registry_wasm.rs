@@ -27,6 +27,7 @@ fn registry(dir: &std::path::Path, store: Store) -> PluginRegistry {
             dir_roots: DirRoots::default(),
             breaker: BreakerConfig::default(),
             host_info: vec![],
+            limits: Default::default(),
         },
         Arc::new(engine),
         store,

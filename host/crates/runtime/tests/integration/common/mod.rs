@@ -82,6 +82,7 @@ pub fn env(
         log: log.clone(),
         host_info: Arc::new(vec![("host-version".into(), "test".into())]),
         usage: Some(usage.clone()),
+        budgets: comfyhost_runtime::sandbox::budget::SharedBudgets::standalone(),
     };
     TestEnv {
         env,
