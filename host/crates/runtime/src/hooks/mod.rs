@@ -71,7 +71,8 @@ macro_rules! guarded_call {
     ($env:expr, $pre:expr, |$store:ident, $inst:ident| $call:expr) => {{
         let env: &CallEnv = $env;
         let pre = $pre;
-        let mut $store = sandbox::new_store(pre.engine(), env)?;
+        let lease = sandbox::lease_resources(env).await?;
+        let mut $store = sandbox::new_store(pre.engine(), env, lease)?;
         let started = Instant::now();
         let outcome = sandbox::guarded(env, async {
             let $inst = pre

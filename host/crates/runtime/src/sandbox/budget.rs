@@ -12,6 +12,8 @@ use crate::limits::{MIN_RESOURCES_PER_CALL, PluginLimits};
 pub struct ResourcePool {
     free: AtomicUsize,
     total: usize,
+    /// Woken whenever a lease is given back.
+    released: tokio::sync::Notify,
 }
 
 impl ResourcePool {
@@ -19,6 +21,7 @@ impl ResourcePool {
         Arc::new(Self {
             free: AtomicUsize::new(total),
             total,
+            released: tokio::sync::Notify::new(),
         })
     }
 
@@ -51,6 +54,28 @@ impl ResourcePool {
         }
     }
 
+    /// Leases up to `want` slots, waiting up to `patience` for the plugin's other calls to give
+    /// some back: many concurrent calls of one plugin queue for its slots rather than fail.
+    pub async fn lease_within(
+        self: &Arc<Self>,
+        want: usize,
+        patience: std::time::Duration,
+    ) -> Option<ResourceLease> {
+        let until = tokio::time::Instant::now() + patience;
+        loop {
+            let released = self.released.notified();
+            tokio::pin!(released);
+            // Registered before trying, so a release between the try and the wait is not missed.
+            released.as_mut().enable();
+            if let Some(lease) = self.lease(want) {
+                return Some(lease);
+            }
+            if tokio::time::timeout_at(until, released).await.is_err() {
+                return self.lease(want);
+            }
+        }
+    }
+
     /// The plugin's total.
     pub fn total(&self) -> usize {
         self.total
@@ -73,6 +98,7 @@ impl ResourceLease {
 impl Drop for ResourceLease {
     fn drop(&mut self) {
         self.pool.free.fetch_add(self.n, Ordering::SeqCst);
+        self.pool.released.notify_waiters();
     }
 }
 
@@ -169,6 +195,32 @@ mod tests {
         assert_eq!(pool.free(), 64);
         drop(b);
         assert_eq!(pool.free(), 100);
+    }
+
+    #[tokio::test]
+    async fn concurrent_calls_queue_for_slots_instead_of_failing() {
+        let pool = ResourcePool::new(32);
+        let a = pool.lease(16).unwrap();
+        let _b = pool.lease(16).unwrap();
+        assert!(pool.lease(16).is_none());
+        // Nothing comes back in time: no lease.
+        assert!(
+            pool.lease_within(16, std::time::Duration::from_millis(20))
+                .await
+                .is_none()
+        );
+        // A call finishing hands its slots to the one waiting.
+        let waiter = {
+            let pool = pool.clone();
+            tokio::spawn(async move {
+                pool.lease_within(16, std::time::Duration::from_secs(5))
+                    .await
+                    .map(|l| l.slots())
+            })
+        };
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        drop(a);
+        assert_eq!(waiter.await.unwrap(), Some(16));
     }
 
     #[test]

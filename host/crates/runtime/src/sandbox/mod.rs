@@ -25,6 +25,7 @@ use crate::capabilities::log::{GuestOutput, PluginLogLevel, PluginLogSink};
 use crate::error::CallErrorKind;
 use crate::grants::EffectiveCaps;
 use crate::manifest::Budget;
+use budget::ResourceLease;
 
 /// Everything one hook call may see. Cheap to clone (shared parts are `Arc`s).
 #[derive(Clone)]
@@ -89,8 +90,29 @@ pub fn timeout_slack(deadline: Duration) -> Duration {
     Duration::from_millis(50).max(deadline / 10)
 }
 
+/// The call's share of its plugin's WASI resource slots. When the plugin's other calls hold
+/// them all, the call waits for some to come back, at most its own deadline: concurrent calls of
+/// a plugin queue rather than fail.
+pub async fn lease_resources(env: &CallEnv) -> Result<ResourceLease, CallErrorKind> {
+    let want = env.budgets.resources_per_call(env.budget.memory_bytes);
+    env.budgets
+        .resources
+        .lease_within(want, env.budget.deadline)
+        .await
+        .ok_or_else(|| {
+            CallErrorKind::Instantiate(format!(
+                "the plugin's other calls held its {} WASI resources (open files, streams, HTTP fields) for longer than its deadline",
+                env.budgets.resources.total()
+            ))
+        })
+}
+
 /// Builds the store for one call.
-pub fn new_store(engine: &Engine, env: &CallEnv) -> Result<Store<PluginState>, CallErrorKind> {
+pub fn new_store(
+    engine: &Engine,
+    env: &CallEnv,
+    lease: ResourceLease,
+) -> Result<Store<PluginState>, CallErrorKind> {
     let stdout = GuestOutput::new(
         env.log.clone(),
         env.plugin_id.clone(),
@@ -114,13 +136,6 @@ pub fn new_store(engine: &Engine, env: &CallEnv) -> Result<Store<PluginState>, C
         env.plugin_id.clone(),
         env.prompt_id.clone(),
     );
-    let want = env.budgets.resources_per_call(env.budget.memory_bytes);
-    let lease = env.budgets.resources.lease(want).ok_or_else(|| {
-        CallErrorKind::Instantiate(format!(
-            "the plugin's other calls hold its {} WASI resources (open files, streams, HTTP fields)",
-            env.budgets.resources.total()
-        ))
-    })?;
     let state = PluginState::new(builder.build(), hooks, env.clone(), stdout, stderr, lease);
     let mut store = Store::new(engine, state);
     store.limiter(|s| &mut s.limiter);
