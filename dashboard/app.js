@@ -265,15 +265,18 @@ async function renderPlugin(box, p) {
         route();
       } }, "Approve this component"))
     : null;
+  const about = p.about ?? [];
   const caps = p.requested.length === 0
     ? h("p", { class: "muted" }, "Asks for no capabilities: no network, files or secrets.")
     : h("table", { id: "capabilities" },
-      h("thead", {}, h("tr", {}, ["Requested", "Granted", ""].map((t) => h("th", {}, t)))),
-      h("tbody", {}, p.requested.map((c) => {
+      h("thead", {}, h("tr", {}, ["Requested", "What it is for", "Granted", ""].map((t) => h("th", {}, t)))),
+      h("tbody", {}, p.requested.map((c, i) => {
         const granted = isGranted(p.granted, c);
+        const a = about[i] ?? {};
         return h("tr", { "data-capability": capText(c) },
-          h("td", {}, capText(c)),
-          h("td", {}, granted ? badge("granted") : badge("pending")),
+          h("td", {}, capText(c), a.optional ? h("span", { class: "muted" }, " (optional)") : null),
+          h("td", { class: "reason" }, a.reason ?? h("span", { class: "muted" }, "(no reason given)")),
+          h("td", {}, granted ? badge("granted") : a.optional ? badge("not granted") : badge("pending")),
           h("td", {}, h("button", { class: granted ? "revoke danger" : "approve primary", onclick: async () => {
             try {
               await api("PUT", `/plugins/${encodeURIComponent(p.id)}/grants`, withCap(p.granted, c, !granted, p.sha256));
@@ -282,10 +285,15 @@ async function renderPlugin(box, p) {
             route();
           } }, granted ? "Revoke" : "Approve")));
       })));
-  const breaker = p.breaker
-    ? h("p", {}, "Crash-loop breaker: ", p.breaker.tripped ? badge("tripped") : badge("ok"),
-      ` ${p.breaker.failures_in_window}/${p.breaker.max_failures} failures in ${p.breaker.window_ms / 1000} s`,
-      p.breaker.last_error ? h("div", { class: "error-text" }, p.breaker.last_error) : null)
+  const b = p.breaker;
+  const breaker = b
+    ? h("p", { id: "breaker" }, "Crash-loop breaker: ", b.tripped ? badge("tripped") : badge("ok"),
+      ` ${b.failures_in_window}/${b.max_failures} faults in ${b.window_ms / 1000} s · ${b.consecutive}/${b.max_consecutive} in a row · ${(b.fault_time_ms / 1000).toFixed(1)}/${b.max_fault_time_ms / 1000} s spent in faults`,
+      b.tripped && b.reason ? h("span", { class: "muted" }, ` (tripped: ${b.reason.replaceAll("_", " ")})`) : null)
+    : null;
+  // One "last error", with its time; gone once the plugin succeeds again.
+  const lastError = p.last_error
+    ? h("p", { id: "last-error", class: "error-text" }, `Last error${b?.last_error_at_ms ? ` (${fmtMs(b.last_error_at_ms)})` : ""}: ${p.last_error}`)
     : null;
   const logs = h("pre", { id: "plugin-logs" }, "…");
   box.replaceChildren(h("div", { class: "grid" },
@@ -295,7 +303,7 @@ async function renderPlugin(box, p) {
       h("p", { class: "muted" }, `sha256 ${p.sha256}`),
       codeApproval,
       p.previous_version ? h("p", {}, `Previous version ${p.previous_version} `, h("button", { onclick: async () => { await api("POST", `/plugins/${encodeURIComponent(p.id)}/rollback`).catch((e) => toast(e.message, true)); route(); } }, "Roll back")) : null,
-      p.last_error ? h("p", { class: "error-text" }, `Last error: ${p.last_error}`) : null,
+      lastError,
       breaker,
       h("h4", {}, "Capabilities"), caps),
     h("div", { class: "panel" }, h("h4", {}, "Configuration"), configForm(p))),
@@ -314,8 +322,19 @@ function isSecret(name, schema) {
   return schema?.format === "password" || schema?.writeOnly === true || SECRET_NAME.test(name);
 }
 
-// A form generated from the plugin's JSON Schema (top-level properties); nested values are
-// edited as JSON. The host validates again and its message is shown on refusal.
+// The allowed values of a string property: its `enum`, or the host's `x-choices` extension
+// (listed values plus the keys the admin defined under another property, e.g. custom styles).
+function choicesOf(prop, config) {
+  if (Array.isArray(prop.enum)) return prop.enum.filter((v) => v !== null);
+  const x = prop["x-choices"];
+  if (!x) return null;
+  const keys = x.keys_of && config[x.keys_of] && typeof config[x.keys_of] === "object" ? Object.keys(config[x.keys_of]) : [];
+  return [...new Set([...(x.values ?? []), ...keys])];
+}
+
+// A form generated from the plugin's JSON Schema (top-level properties): enums as selects,
+// nullable fields that can be left empty (= null), defaults shown; nested values are edited
+// as JSON. The host validates again; each of its messages is shown next to its field.
 function configForm(p) {
   const schema = p.config_schema;
   const config = p.config ?? {};
@@ -323,50 +342,73 @@ function configForm(p) {
   const fields = [];
   const form = h("form", { id: "config-form", novalidate: true });
   for (const [name, prop] of Object.entries(schema.properties)) {
-    const value = config[name] ?? prop.default;
+    const value = name in config ? config[name] : prop.default;
     const id = `cfg-${name}`;
+    const types = Array.isArray(prop.type) ? prop.type : prop.type ? [prop.type] : [];
+    const nullable = types.includes("null") || (Array.isArray(prop.enum) && prop.enum.includes(null));
+    const type = types.find((t) => t !== "null");
+    const choices = (type === "string" || prop.enum) ? choicesOf(prop, config) : null;
     let input;
-    const type = Array.isArray(prop.type) ? prop.type[0] : prop.type;
-    if (prop.enum) {
-      input = h("select", { id, name }, prop.enum.map((v) => h("option", { value: JSON.stringify(v), selected: JSON.stringify(v) === JSON.stringify(value) }, String(v))));
+    if (choices) {
+      const opts = choices.map((v) => h("option", { value: JSON.stringify(v), selected: JSON.stringify(v) === JSON.stringify(value) }, String(v)));
+      if (nullable) opts.unshift(h("option", { value: "null", selected: value === null || value === undefined }, "(none)"));
+      input = h("select", { id, name }, opts);
       fields.push({ name, read: () => JSON.parse(input.value) });
     } else if (type === "boolean") {
       input = h("input", { id, name, type: "checkbox", checked: value === true });
       fields.push({ name, read: () => input.checked });
     } else if (type === "integer" || type === "number") {
-      input = h("input", { id, name, type: "number", step: type === "integer" ? "1" : "any", min: prop.minimum, max: prop.maximum, value: value ?? "" });
-      fields.push({ name, read: () => (input.value === "" ? undefined : Number(input.value)) });
+      input = h("input", { id, name, type: "number", step: type === "integer" ? "1" : "any", min: prop.minimum, max: prop.maximum, value: value ?? "", placeholder: nullable ? "(none)" : "" });
+      fields.push({ name, read: () => (input.value === "" ? (nullable ? null : undefined) : Number(input.value)) });
     } else if (type === "string") {
       const secret = isSecret(name, prop);
-      input = h("input", { id, name, type: secret ? "password" : "text", value: value ?? "", pattern: prop.pattern, autocomplete: secret ? "new-password" : "off", size: 40 });
-      fields.push({ name, read: () => (input.value === "" && value === undefined ? undefined : input.value) });
+      input = h("input", { id, name, type: secret ? "password" : "text", value: value ?? "", pattern: prop.pattern, autocomplete: secret ? "new-password" : "off", size: 40, placeholder: nullable ? "(none)" : "" });
+      fields.push({ name, read: () => (input.value === "" ? (nullable ? null : value === undefined ? undefined : "") : input.value) });
     } else {
-      input = h("textarea", { id, name }, JSON.stringify(value ?? (type === "array" ? [] : {}), null, 2));
-      fields.push({ name, read: () => JSON.parse(input.value) });
+      // Objects and arrays as JSON; a nullable one left empty is null (not `{}`).
+      const text = value === null || value === undefined ? (nullable ? "" : JSON.stringify(type === "array" ? [] : {}, null, 2)) : JSON.stringify(value, null, 2);
+      input = h("textarea", { id, name, placeholder: nullable ? "(none: leave empty)" : "" }, text);
+      fields.push({ name, read: () => (input.value.trim() === "" ? (nullable ? null : undefined) : JSON.parse(input.value)) });
     }
-    form.append(h("label", { for: id }, name, prop.description ? h("span", { class: "muted" }, ` — ${prop.description}`) : null), input);
+    const err = h("div", { id: `cfg-err-${name}`, class: "field-error", "data-field": name });
+    form.append(h("label", { for: id }, name, prop.description ? h("span", { class: "muted" }, ` — ${prop.description}`) : null), input, err);
   }
   const errors = h("div", { id: "config-errors", class: "field-error" });
   form.append(h("p", {}, h("button", { class: "primary", type: "submit" }, "Save configuration")), errors);
+  const clear = () => { for (const e of form.querySelectorAll(".field-error")) e.textContent = ""; };
   form.addEventListener("submit", async (e) => {
     e.preventDefault();
-    errors.textContent = "";
+    clear();
     const next = {};
-    try {
-      for (const f of fields) {
+    for (const f of fields) {
+      try {
         const v = f.read();
         if (v !== undefined) next[f.name] = v;
+      } catch (err) {
+        form.querySelector(`#cfg-err-${CSS.escape(f.name)}`).textContent = `Not valid JSON: ${err.message}`;
+        errors.textContent = "Fix the fields marked above.";
+        return;
       }
-    } catch (err) {
-      errors.textContent = `Not valid JSON: ${err.message}`;
-      return;
     }
     try {
       await api("PUT", `/plugins/${encodeURIComponent(p.id)}/config`, next);
       toast(`Configuration of ${p.id} saved`);
       route();
     } catch (err) {
-      errors.textContent = err.message;
+      // "invalid config: /llm: ...; /default_style: ..." -> each message under its field.
+      const msg = String(err.message).replace(/^invalid config:\s*/, "");
+      const general = [];
+      for (const part of msg.split("; ")) {
+        const m = /^\/([^/:]+)[^:]*:/.exec(part);
+        const slot = m && form.querySelector(`#cfg-err-${CSS.escape(m[1])}`);
+        if (slot) {
+          slot.textContent = slot.textContent ? `${slot.textContent}; ${part}` : part;
+        } else {
+          general.push(part);
+        }
+      }
+      errors.textContent = general.length ? general.join("; ") : "Not saved: see the messages next to the fields.";
+      form.querySelector(".field-error:not(:empty)")?.scrollIntoView({ block: "center" });
     }
   });
   return form;

@@ -9,9 +9,10 @@ use std::sync::{Arc, OnceLock};
 use bytes::Bytes;
 use comfyhost_protocol::{ComfyErrorBody, PromptRequest};
 use comfyhost_proxy::{PromptDecision, PromptInterceptor, PromptRequestContext};
-use comfyhost_runtime::HookKind;
-use comfyhost_runtime::registry::PluginRegistry;
+use comfyhost_runtime::hooks::{WorkflowError, workflow_to_wit};
+use comfyhost_runtime::registry::{ChainError, PluginRegistry};
 use comfyhost_runtime::types::{Route, Submission, User};
+use comfyhost_runtime::{CallErrorKind, HookKind};
 use futures::future::BoxFuture;
 use http::StatusCode;
 use serde_json::{Value, json};
@@ -128,8 +129,17 @@ impl PluginInterceptor {
             flags: request.comfyhost_flags(),
         };
         let mut original = None;
+        let transform = self.plugins.has_chain(HookKind::PromptTransform);
+        let router = self.plugins.has_chain(HookKind::QueueRouter);
+        // What plugins cannot even be handed (not an API-format workflow) is refused here,
+        // before any plugin runs, the way ComfyUI refuses it: it never counts against a plugin.
+        if (transform || router)
+            && let Err(e) = workflow_to_wit(&submission.workflow)
+        {
+            return Outcome::refused(not_a_workflow(&e));
+        }
         // Empty chains are skipped: no copy of the workflow, no allocation.
-        if self.plugins.has_enabled(HookKind::PromptTransform) {
+        if transform {
             match self.plugins.transform(&submission).await {
                 Ok((workflow, applied)) => {
                     if !applied.is_empty() {
@@ -137,10 +147,10 @@ impl PluginInterceptor {
                         original = Some(std::mem::replace(&mut submission.workflow, workflow));
                     }
                 }
-                Err(e) => return Outcome::refused(plugin_failure(&e.to_string())),
+                Err(e) => return Outcome::refused(chain_refusal(&e)),
             }
         }
-        let route = if self.plugins.has_enabled(HookKind::QueueRouter) {
+        let route = if router {
             let backends = self
                 .remote
                 .get()
@@ -151,7 +161,7 @@ impl PluginInterceptor {
                     tracing::info!(route = ?decision.route, by = ?decision.decided_by, "routed");
                     decision.route
                 }
-                Err(e) => return Outcome::refused(plugin_failure(&e.to_string())),
+                Err(e) => return Outcome::refused(chain_refusal(&e)),
             }
         } else {
             Route::Local
@@ -338,6 +348,60 @@ impl PluginInterceptor {
 
 fn respond(status: StatusCode, body: ComfyErrorBody) -> PromptDecision {
     PromptDecision::respond(status, serde_json::to_value(body).unwrap_or_default())
+}
+
+/// A submission the host cannot hand to plugins: ComfyUI's own `invalid_prompt` answer (the
+/// same words ComfyUI uses for a node without `class_type`).
+fn not_a_workflow(e: &WorkflowError) -> PromptDecision {
+    tracing::info!(error = %e, "submission is not an API-format workflow; refused before any plugin");
+    let body = match e {
+        WorkflowError::MissingClassType(id) => ComfyErrorBody::new(
+            "invalid_prompt",
+            "Cannot execute because a node is missing the class_type property.",
+            format!("Node ID '#{id}'"),
+        ),
+        other => ComfyErrorBody::new(
+            "invalid_prompt",
+            "Cannot execute because the prompt is not a valid API-format workflow.",
+            other.to_string(),
+        ),
+    };
+    respond(StatusCode::BAD_REQUEST, body)
+}
+
+/// A fail-closed chain stopped: the plugin's own refusal (400, its words), a fail-closed
+/// plugin that is not running (503), or a plugin fault (503).
+fn chain_refusal(e: &ChainError) -> PromptDecision {
+    let plugin = e.0.plugin_id.as_str();
+    match &e.0.kind {
+        CallErrorKind::Plugin(reason) => {
+            tracing::info!(plugin, reason = %reason, "prompt refused by a plugin");
+            respond(
+                StatusCode::BAD_REQUEST,
+                ComfyErrorBody::new(
+                    "comfyhost_rejected",
+                    format!("The host plugin {plugin} refused this prompt"),
+                    reason.clone(),
+                )
+                .with_extra("plugin", Value::String(plugin.to_owned())),
+            )
+        }
+        CallErrorKind::Unavailable(detail) => {
+            tracing::warn!(plugin, detail = %detail, "prompt refused: fail-closed plugin not running");
+            respond(
+                StatusCode::SERVICE_UNAVAILABLE,
+                ComfyErrorBody::new(
+                    "comfyhost_plugin_unavailable",
+                    format!(
+                        "Prompts are paused on this host: the required plugin {plugin} is switched off. Ask the workshop admin."
+                    ),
+                    detail.clone(),
+                )
+                .with_extra("plugin", Value::String(plugin.to_owned())),
+            )
+        }
+        _ => plugin_failure(&e.to_string()),
+    }
 }
 
 /// A fail-closed plugin failed: the prompt is not queued and the user is told why.

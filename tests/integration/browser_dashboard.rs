@@ -11,7 +11,7 @@ use crate::support::{ADMIN_TOKEN, Host, empty_image_workflow};
 use serde_json::{Value, json};
 
 /// The template plugin (a node-limit router) twice: as itself, and under another id with a
-/// manifest that asks for a network capability (so it waits for approval).
+/// manifest that asks for a network capability (so it waits for approval) and fails open.
 fn plugins(root: &std::path::Path) -> Vec<std::path::PathBuf> {
     let wasm = build_component("comfyhost-template-queue-router");
     let src = workspace_root().join("sdk/templates/queue-router");
@@ -28,6 +28,13 @@ fn plugins(root: &std::path::Path) -> Vec<std::path::PathBuf> {
         std::fs::create_dir_all(&dir).expect("mkdir");
         let m = manifest.replace("id = \"node-limit\"", &format!("id = \"{id}\""));
         let m = m.replace("[budget]", &format!("{extra}\n[budget]"));
+        // While it waits for approval it must not close the router hook for everyone (a
+        // fail-closed plugin that is not running refuses every prompt).
+        let m = if extra.is_empty() {
+            m
+        } else {
+            m.replace("failure = \"fail-closed\"", "failure = \"fail-open\"")
+        };
         std::fs::write(dir.join("plugin.toml"), m).expect("manifest");
         std::fs::copy(
             src.join("config.schema.json"),
@@ -119,8 +126,8 @@ async fn an_admin_runs_the_workshop_from_the_dashboard() {
     submit_max_nodes(&mut b, "0").await;
     let err = b
         .wait_for(
-            "a validation error",
-            "document.getElementById('config-errors')?.innerText",
+            "a validation error next to the field",
+            "document.getElementById('cfg-err-max_nodes')?.innerText",
             Duration::from_secs(10),
         )
         .await;
@@ -147,7 +154,8 @@ async fn an_admin_runs_the_workshop_from_the_dashboard() {
         "the new limit rejects a 2-node workflow"
     );
 
-    // Toggle off in the dashboard: the proxied ComfyUI accepts the prompt again.
+    // Toggle off in the dashboard: the limit is fail-closed, so prompts are refused (never let
+    // through unchecked) until it is back on.
     b.click("button.toggle[data-plugin=\"node-limit\"]").await;
     b.wait_for(
         "the disabled state",
@@ -155,7 +163,7 @@ async fn an_admin_runs_the_workshop_from_the_dashboard() {
         Duration::from_secs(10),
     )
     .await;
-    assert_eq!(submit(&host).await, 200);
+    assert_eq!(submit(&host).await, 503);
     let info = host.admin_get("/comfyhost/api/plugins/node-limit").await;
     assert_eq!(info["enabled"], false);
 
@@ -241,6 +249,121 @@ async fn an_admin_runs_the_workshop_from_the_dashboard() {
         open(&mut b, &host, page, ready).await;
         b.screenshot(&format!("dashboard-{page}.png")).await;
     }
+    let ours: Vec<&String> = b.errors.iter().filter(|e| !e.contains("favicon")).collect();
+    assert!(ours.is_empty(), "page errors: {ours:?}");
+}
+
+/// prompt-enhance as shipped (optional LLM capabilities, a nullable `llm` object, styles).
+fn prompt_enhance(root: &std::path::Path) -> std::path::PathBuf {
+    let wasm = build_component("comfyhost-plugin-prompt-enhance");
+    let src = workspace_root().join("plugins/prompt-enhance");
+    let dir = root.join("prompt-enhance");
+    std::fs::create_dir_all(&dir).expect("mkdir");
+    for f in ["plugin.toml", "config.schema.json"] {
+        std::fs::copy(src.join(f), dir.join(f)).expect("copy");
+    }
+    std::fs::copy(&wasm, dir.join(wasm.file_name().expect("name"))).expect("wasm");
+    dir
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_prompt_enhance_form_saves_as_shown_and_refuses_a_misspelled_style() {
+    let Some(pre) = browser::prereqs() else {
+        return;
+    };
+    let tmp = tempfile::tempdir().expect("tmp");
+    let host = Host::builder()
+        .plugin_dir(prompt_enhance(tmp.path()))
+        .start()
+        .await;
+    let mut b = Browser::launch(&pre.chromium).await;
+    b.navigate(&host.url("/comfyhost/")).await;
+    b.wait_for(
+        "the sign-in form",
+        "!!document.getElementById('login')",
+        Duration::from_secs(20),
+    )
+    .await;
+    b.eval(&format!("document.getElementById('token').value = '{ADMIN_TOKEN}'; document.getElementById('login').requestSubmit(); true")).await;
+    b.wait_for(
+        "the plugins table",
+        "!!document.querySelector('#plugins-table tr[data-plugin=\"prompt-enhance\"]')",
+        Duration::from_secs(20),
+    )
+    .await;
+    open(
+        &mut b,
+        &host,
+        "plugins/prompt-enhance",
+        "!!document.getElementById('cfg-llm') && !!document.getElementById('cfg-default_style')",
+    )
+    .await;
+    // What each optional capability is for is shown before approval.
+    b.wait_for(
+        "the capabilities with their reasons",
+        "(() => { const t = document.querySelector('#capabilities')?.innerText ?? ''; \
+         return t.includes('optional') && t.includes('static style'); })()",
+        Duration::from_secs(10),
+    )
+    .await;
+    // The nullable `llm` is shown empty (not `{}`), the style is a choice of known styles.
+    let shown = b
+        .wait_for(
+            "the form",
+            "(() => { const l = document.getElementById('cfg-llm'), d = document.getElementById('cfg-default_style'); \
+             return l && d && [l.value, [...d.options].map(o => o.text).join(',')]; })()",
+            Duration::from_secs(10),
+        )
+        .await;
+    assert_eq!(shown[0], "", "{shown}");
+    assert!(
+        shown[1].as_str().unwrap_or("").contains("cinematic"),
+        "{shown}"
+    );
+    b.screenshot("dashboard-prompt-enhance-form.png").await;
+
+    // Saved unchanged: accepted, and shown the same way again.
+    b.eval("document.getElementById('config-form').requestSubmit(); true")
+        .await;
+    b.wait_for(
+        "the saved config",
+        "document.getElementById('toast')?.innerText.includes('Configuration of prompt-enhance saved')",
+        Duration::from_secs(10),
+    )
+    .await;
+    let cfg = host
+        .admin_get("/comfyhost/api/plugins/prompt-enhance")
+        .await["config"]
+        .clone();
+    assert_eq!(cfg["llm"], Value::Null, "{cfg:#}");
+    b.wait_for(
+        "the form again, llm still empty",
+        "document.getElementById('cfg-llm')?.value === ''",
+        Duration::from_secs(10),
+    )
+    .await;
+
+    // A misspelled style is refused at save, the message next to its field.
+    let expr = "(() => { const i = document.getElementById('cfg-user_styles'); \
+         const f = document.getElementById('config-form'); if (!i || !f) return false; \
+         i.value = '{\"alice\": \"cinematik\"}'; f.requestSubmit(); return true; })()";
+    b.wait_for("the config form", expr, Duration::from_secs(10))
+        .await;
+    let err = b
+        .wait_for(
+            "the error next to the field",
+            "document.getElementById('cfg-err-user_styles')?.innerText",
+            Duration::from_secs(10),
+        )
+        .await;
+    assert!(err.as_str().unwrap_or("").contains("cinematik"), "{err}");
+    b.screenshot("dashboard-prompt-enhance-misspelled.png")
+        .await;
+    let cfg = host
+        .admin_get("/comfyhost/api/plugins/prompt-enhance")
+        .await["config"]
+        .clone();
+    assert_eq!(cfg["user_styles"], json!({}), "nothing saved: {cfg:#}");
     let ours: Vec<&String> = b.errors.iter().filter(|e| !e.contains("favicon")).collect();
     assert!(ours.is_empty(), "page errors: {ours:?}");
 }

@@ -2,7 +2,8 @@
 //! simulator) loaded through the real `comfyhost` binary in headless Chromium. Queues a
 //! workflow from the page, watches the status-overlay banner progress to completion and to a
 //! readable error, checks the admin view and that disabling the plugin removes the banner on
-//! the next page load. Screenshots are kept under `target/test-artifacts/`.
+//! the next page load; and the frontend's stock default workflow built and run in simulator
+//! mode. Screenshots are kept under `target/test-artifacts/`.
 
 use std::time::Duration;
 
@@ -136,5 +137,101 @@ async fn the_banner_follows_a_workflow_queued_in_the_real_frontend() {
         b.eval("!!document.getElementById('comfyhost-overlay')")
             .await,
         json!(false)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_frontends_default_workflow_runs_in_simulator_mode() {
+    let Some(pre) = browser::prereqs() else {
+        return;
+    };
+    // The checkpoint the stock default workflow names, in the simulated models folder.
+    let models = tempfile::tempdir().expect("tmp");
+    std::fs::create_dir_all(models.path().join("checkpoints")).expect("mkdir");
+    std::fs::write(
+        models
+            .path()
+            .join("checkpoints/v1-5-pruned-emaonly-fp16.safetensors"),
+        b"not really a model",
+    )
+    .expect("write");
+    let plugins = tempfile::tempdir().expect("tmp");
+    let host = Host::builder()
+        .plugin_dir(first_party_plugin("queue-redirect", plugins.path()))
+        .arg("--comfyui-arg")
+        .arg(format!(
+            "--front-end-root {} --sim-models-dir {}",
+            pre.frontend.display(),
+            models.path().display()
+        ))
+        .start()
+        .await;
+    let mut b = Browser::launch(&pre.chromium).await;
+    b.navigate(&host.url("/")).await;
+    b.wait_for(
+        "the ComfyUI app",
+        "!!(window.app && window.app.graph)",
+        Duration::from_secs(60),
+    )
+    .await;
+    // The stock default graph, built from the simulator's node list, queued from the page.
+    let types = b
+        .wait_for(
+            "the default graph",
+            "(async () => { await window.app.loadGraphData(); \
+             const t = window.app.graph._nodes.map(n => n.type).sort(); return t.length >= 7 && t.join(','); })()",
+            Duration::from_secs(20),
+        )
+        .await;
+    println!("default graph: {types}");
+    let api = b
+        .eval("(async () => JSON.stringify((await window.app.graphToPrompt()).output))()")
+        .await;
+    let api: serde_json::Value =
+        serde_json::from_str(api.as_str().unwrap_or("null")).expect("api json");
+    for (id, node) in api.as_object().expect("api prompt") {
+        assert!(
+            node["class_type"].is_string(),
+            "node {id}: {node}; page errors: {:#?}",
+            b.errors
+        );
+    }
+    b.eval("(async () => { await window.app.queuePrompt(0, 1); return true; })()")
+        .await;
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let jobs = host.admin_get("/comfyhost/api/jobs").await;
+        let statuses: Vec<String> = jobs["jobs"]
+            .as_array()
+            .or(jobs.as_array())
+            .into_iter()
+            .flatten()
+            .map(|j| j["status"].as_str().unwrap_or("?").to_string())
+            .collect();
+        if statuses.iter().any(|s| s == "succeeded") {
+            break;
+        }
+        assert!(
+            !statuses.iter().any(|s| s == "rejected" || s == "failed"),
+            "{jobs:#}"
+        );
+        assert!(std::time::Instant::now() < deadline, "{jobs:#}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    // An unknown node type gets ComfyUI's own validation error, not a plugin failure.
+    let r = Host::client()
+        .post(host.url("/prompt"))
+        .json(
+            &json!({"prompt": {"1": {"class_type": "NoSuchNode", "inputs": {}}}, "client_id": "x"}),
+        )
+        .send()
+        .await
+        .expect("submit");
+    assert_eq!(r.status().as_u16(), 400);
+    let body: serde_json::Value = r.json().await.expect("json");
+    assert_eq!(body["error"]["type"], "invalid_prompt", "{body}");
+    assert_eq!(
+        body["error"]["message"], "Cannot execute because node NoSuchNode does not exist.",
+        "{body}"
     );
 }

@@ -130,6 +130,34 @@ async fn static_styles_rewrite_only_the_positive_prompt_and_only_when_asked() {
 }
 
 #[tokio::test]
+async fn with_no_grants_at_all_a_static_style_applies() {
+    let models = models_dir_with_checkpoint();
+    let host = start("http://127.0.0.1:11434", &models).await;
+    // Its LLM origin and key are optional: the plugin runs without any grant.
+    let info = host
+        .admin_get("/comfyhost/api/plugins/prompt-enhance")
+        .await;
+    assert_eq!(info["state"]["state"], "enabled", "{info:#}");
+    assert_eq!(info["pending"], json!([]), "{info:#}");
+    let about = info["about"].as_array().expect("about");
+    assert_eq!(about.len(), 2, "{info:#}");
+    assert!(
+        about
+            .iter()
+            .all(|a| a["optional"] == true && a["reason"].as_str().is_some_and(|r| !r.is_empty())),
+        "{info:#}"
+    );
+
+    let (pos, neg) = submit(&host, json!({"enhance": "cinematic"})).await;
+    assert!(pos.starts_with(STATIC_CINEMATIC), "{pos}");
+    assert_eq!(neg, "");
+    assert!(
+        !host.output_text().contains("granted secret has no value"),
+        "no warning about a secret nobody granted"
+    );
+}
+
+#[tokio::test]
 async fn llm_answer_is_used_and_timeout_500_or_denial_fall_back_to_the_static_style() {
     let llm = FakeOpenAi::start(Mode::Answer(
         "a tabby cat on a rainy neon street, cinematic lighting".into(),

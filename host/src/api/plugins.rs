@@ -118,7 +118,8 @@ async fn rescan(State(s): State<AppState>) -> Result<Json<Value>, ApiError> {
 }
 
 /// `multipart/form-data` with parts `manifest` (plugin.toml text), `wasm` (the component) and
-/// optionally `schema` (the config JSON Schema the manifest names).
+/// optionally `schema` (the config JSON Schema the manifest names; an empty part counts as
+/// absent).
 async fn install(
     State(s): State<AppState>,
     mut form: Multipart,
@@ -136,7 +137,8 @@ async fn install(
             .map_err(|e| ApiError::BadRequest(format!("reading part {name}: {e}")))?;
         match name.as_str() {
             "manifest" => manifest = Some(text(&name, bytes)?),
-            "schema" => schema = Some(text(&name, bytes)?),
+            // A form's empty file field arrives as an empty part: the same as no schema.
+            "schema" => schema = Some(text(&name, bytes)?).filter(|t| !t.trim().is_empty()),
             "wasm" => wasm = Some(bytes),
             other => return Err(ApiError::BadRequest(format!("unexpected part '{other}'"))),
         }

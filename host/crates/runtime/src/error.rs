@@ -45,6 +45,26 @@ pub enum CallErrorKind {
     Unavailable(String),
 }
 
+impl CallErrorKind {
+    /// A fault of the plugin itself: a trap or panic, a deadline, the memory cap, a malformed
+    /// answer. Only faults count toward the crash-loop breaker. A plugin's own returned error
+    /// is a decision about this input; bad input the host could not even hand over, a busy
+    /// instance pool and an unavailable plugin are not the plugin's doing.
+    pub fn is_fault(&self) -> bool {
+        match self {
+            CallErrorKind::Deadline(_)
+            | CallErrorKind::BlockedTimeout(_)
+            | CallErrorKind::MemoryLimit { .. }
+            | CallErrorKind::Trap(_)
+            | CallErrorKind::InvalidOutput(_) => true,
+            CallErrorKind::Plugin(_)
+            | CallErrorKind::InvalidInput(_)
+            | CallErrorKind::Instantiate(_)
+            | CallErrorKind::Unavailable(_) => false,
+        }
+    }
+}
+
 /// Errors of runtime management (install, compile, manifest, store).
 #[derive(Debug, thiserror::Error)]
 pub enum RuntimeError {

@@ -291,14 +291,39 @@ pub fn requested(manifest: &Manifest) -> Vec<RequestedCapability> {
     http.chain(dirs).chain(secrets).collect()
 }
 
-/// Declared but not granted: what an admin still has to approve before the plugin may run. A
+/// What the admin sees about one declared capability before approving it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CapabilityAbout {
+    /// Display form of the capability (as in [`RequestedCapability`]'s `Display`).
+    pub capability: String,
+    /// The plugin runs without it (degraded).
+    pub optional: bool,
+    /// What it is for, from the manifest.
+    pub reason: Option<String>,
+}
+
+/// `optional` and `reason` of every declared capability, in `requested` order.
+pub fn about(manifest: &Manifest) -> Vec<CapabilityAbout> {
+    let caps = &manifest.capabilities;
+    caps.keys()
+        .zip(requested(manifest))
+        .map(|(key, c)| CapabilityAbout {
+            capability: c.to_string(),
+            optional: caps.is_optional(key),
+            reason: caps.reasons.get(key).cloned(),
+        })
+        .collect()
+}
+
+/// Declared but not granted, leaving out optional capabilities: what an admin still has to
+/// approve before the plugin may run. A
 /// directory counts as granted when a grant for the same path and guest path exists, even with
 /// narrower access (the admin chose read-only deliberately).
 pub fn pending(manifest: &Manifest, grants: &Grants) -> Vec<RequestedCapability> {
     let granted_http = grants.http_origins();
     let caps = &manifest.capabilities;
     let mut out = Vec::new();
-    for origin in &caps.http {
+    for origin in caps.http.iter().filter(|o| !caps.is_optional(o)) {
         match HttpOrigin::parse(origin) {
             Ok(o) if granted_http.contains(&o) => {}
             Ok(o) => out.push(RequestedCapability::Http {
@@ -309,7 +334,7 @@ pub fn pending(manifest: &Manifest, grants: &Grants) -> Vec<RequestedCapability>
             }),
         }
     }
-    for d in &caps.dirs {
+    for d in caps.dirs.iter().filter(|d| !caps.is_optional(&d.guest)) {
         if grants.dir_grant(d).is_none() {
             out.push(RequestedCapability::Dir {
                 path: d.path.clone(),
@@ -318,7 +343,7 @@ pub fn pending(manifest: &Manifest, grants: &Grants) -> Vec<RequestedCapability>
             });
         }
     }
-    for s in &caps.secrets {
+    for s in caps.secrets.iter().filter(|s| !caps.is_optional(s)) {
         if !grants.secrets.contains(s) {
             out.push(RequestedCapability::Secret { name: s.clone() });
         }
@@ -424,6 +449,57 @@ path = "{data}"
 guest = "/data"
 access = "rw"
 "#;
+
+    #[test]
+    fn optional_capabilities_are_never_pending_and_carry_their_reason() {
+        let m = manifest(
+            r#"
+[capabilities]
+http = ["http://127.0.0.1:11434", "https://must.example:443"]
+secrets = ["OPENAI_API_KEY"]
+optional = ["http://127.0.0.1:11434", "OPENAI_API_KEY"]
+[capabilities.reasons]
+"http://127.0.0.1:11434" = "the LLM"
+"#,
+        );
+        let p = pending(&m, &Grants::default());
+        assert_eq!(
+            p,
+            [RequestedCapability::Http {
+                origin: "https://must.example:443".into()
+            }]
+        );
+        let a = about(&m);
+        assert_eq!(a.len(), 3);
+        assert_eq!(
+            (a[0].optional, a[0].reason.as_deref()),
+            (true, Some("the LLM"))
+        );
+        assert_eq!((a[1].optional, a[1].reason.as_deref()), (false, None));
+        assert_eq!(a[2].capability, "secret OPENAI_API_KEY");
+        assert!(a[2].optional);
+        // Granted optional capabilities work like any other.
+        let g = Grants {
+            http: vec!["http://127.0.0.1:11434".into()],
+            ..Default::default()
+        };
+        assert_eq!(effective(&m, &g, &roots()).http.len(), 1);
+    }
+
+    #[test]
+    fn optional_and_reasons_must_name_declared_capabilities() {
+        for caps in [
+            "[capabilities]\nhttp = [\"https://a.example:443\"]\noptional = [\"https://b.example:443\"]\n",
+            "[capabilities]\nsecrets = [\"KEY\"]\n[capabilities.reasons]\nOTHER = \"x\"\n",
+            "[capabilities]\nsecrets = [\"KEY\"]\n[capabilities.reasons]\nKEY = \" \"\n",
+        ] {
+            let text = format!(
+                "id = \"p\"\nversion = \"0.1.0\"\nname = \"P\"\nwit = \"0.1.0\"\nhooks = [\"queue-router\"]\n{caps}"
+            );
+            let err = Manifest::from_toml_str(&text).unwrap_err().to_string();
+            assert!(err.contains("capabilities."), "{err}");
+        }
+    }
 
     fn roots() -> DirRoots {
         DirRoots {

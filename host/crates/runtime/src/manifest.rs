@@ -17,6 +17,10 @@
 //! path = "{output}"                # absolute, or {output} {input} {models} {user} {temp} {data}
 //! guest = "/output"                # where the plugin sees it
 //! access = "ro"                    # ro | rw
+//! optional = ["https://api.runpod.ai:443"]  # may stay ungranted: the plugin runs without it
+//! [capabilities.reasons]           # shown to the admin before approving; keyed like `optional`
+//! "https://api.runpod.ai:443" = "Submits prompts to your RunPod endpoints"
+//! RUNPOD_API_KEY = "Authenticates to RunPod"
 //!
 //! [budget]                         # defaults for every hook of this plugin
 //! deadline_ms = 250
@@ -131,6 +135,30 @@ pub struct Capabilities {
     pub dirs: Vec<DirRequest>,
     #[serde(default)]
     pub secrets: Vec<String>,
+    /// Declared capabilities the plugin can run without (it degrades, e.g. static styles
+    /// instead of an LLM): an http origin as written above, a secret name, or a dir's guest
+    /// path. Pending optional capabilities do not hold the plugin in `needs_approval`.
+    #[serde(default)]
+    pub optional: Vec<String>,
+    /// What each capability is for, shown to the admin before approval; keyed like `optional`.
+    #[serde(default)]
+    pub reasons: std::collections::BTreeMap<String, String>,
+}
+
+impl Capabilities {
+    /// Keys of every declared capability (http origin as written, dir guest path, secret name).
+    pub fn keys(&self) -> impl Iterator<Item = &str> {
+        self.http
+            .iter()
+            .map(String::as_str)
+            .chain(self.dirs.iter().map(|d| d.guest.as_str()))
+            .chain(self.secrets.iter().map(String::as_str))
+    }
+
+    /// Whether the capability with this key is optional.
+    pub fn is_optional(&self, key: &str) -> bool {
+        self.optional.iter().any(|k| k == key)
+    }
 }
 
 /// Resolved budget for one hook call.

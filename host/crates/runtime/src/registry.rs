@@ -38,8 +38,17 @@
 //! - preset-resolver: the first plugin that answers.
 //! - output-sync: every plugin runs; each outcome is reported.
 //!
-//! A failed call counts toward the plugin's breaker. With `fail-open` the plugin is skipped
-//! (logged); with `fail-closed` the chain stops with a [`ChainError`] naming plugin and reason.
+//! A call that faults (trap, deadline, memory cap, malformed answer; see
+//! [`CallErrorKind::is_fault`]) counts toward the plugin's breaker; a plugin's own returned
+//! error does not (it is the plugin's decision about this input). Either way, with `fail-open`
+//! the plugin is skipped (logged, also in the plugin's log); with `fail-closed` the chain
+//! stops with a [`ChainError`] naming plugin and reason.
+//!
+//! A fail-closed plugin that is not running (breaker tripped, disabled, an update waiting for
+//! approval, config invalid for this version) keeps its hook closed: the chain fails at once
+//! with [`CallErrorKind::Unavailable`] (and a record in that plugin's log) until an admin
+//! re-enables or approves it, or removes it. It is never silently skipped.
+//!
 //! Observer hooks (status-overlay, output-sync) cannot abort anything: their failures are
 //! logged and reported, never turned into an error of the operation.
 
@@ -72,7 +81,7 @@ pub use stats::{CallStats, LATENCY_WINDOW, StatsSnapshot};
 
 use crate::breaker::{Breaker, BreakerConfig};
 use crate::capabilities::kv::KvStore;
-use crate::capabilities::log::PluginLogRecord;
+use crate::capabilities::log::{PluginLogLevel, PluginLogRecord, PluginLogSink};
 use crate::grants::{self, CodeApproval, DirRoots, EffectiveCaps, Grants, HttpOrigin};
 use crate::limits::PluginLimits;
 use crate::manifest::{ConfigSchema, FailurePolicy, HookKind, MANIFEST_FILE, Manifest};
@@ -289,7 +298,7 @@ impl PluginRegistry {
                         .file_name()
                         .map(|n| n.to_string_lossy().into_owned())
                         .unwrap_or_default();
-                    tracing::warn!(dir = %dir.display(), error = %e, "plugin directory is broken");
+                    self.warn_broken_once(&dir_name, &e.to_string());
                     report.broken.push((dir_name.clone(), e.to_string()));
                     broken.insert(dir_name, (dir, e.to_string()));
                 }
@@ -344,6 +353,10 @@ impl PluginRegistry {
                         return Ok(None);
                     }
                     let loaded = self.build(cand.dir.clone(), sources, code?)?;
+                    let replaced = before
+                        .as_ref()
+                        .map(|cur| (cur.manifest.version.to_string(), cur.sha256().to_owned()));
+                    self.record_drop_in(&loaded, replaced);
                     self.put(loaded, false);
                     Ok(Some(()))
                 }),
@@ -378,6 +391,7 @@ impl PluginRegistry {
         for id in gone {
             self.inner.slots.write().remove(&id);
             tracing::info!(plugin = %id, "plugin directory removed; unloaded");
+            self.activity_as("drop-in", "plugin.dropin_removed", &id, Value::Null);
             report.removed.push(id);
         }
         // A plugin broken by this scan but still loaded keeps serving its last good version.
@@ -454,6 +468,57 @@ impl PluginRegistry {
             broken.insert(c.dir_name, (c.dir, msg));
         }
         kept
+    }
+
+    /// Logs a broken directory once per distinct error, not on every rescan.
+    fn warn_broken_once(&self, key: &str, error: &str) {
+        let known = self
+            .inner
+            .broken
+            .read()
+            .get(key)
+            .is_some_and(|(_, e)| e == error);
+        if known {
+            tracing::debug!(plugin = %key, error, "plugin directory still broken");
+        } else {
+            tracing::warn!(plugin = %key, error, "plugin directory is broken; not loaded");
+        }
+    }
+
+    /// Activity for a version found in the drop-in directory: a new plugin, a replaced one
+    /// (files changed while the host ran), or one whose version differs from the last one
+    /// recorded (changed while the host was down). A restart with the same files records
+    /// nothing.
+    fn record_drop_in(&self, loaded: &LoadedPlugin, replaced: Option<(String, String)>) {
+        let id = &loaded.manifest.id;
+        let version = loaded.manifest.version.to_string();
+        let row = self.inner.store.plugin(id).ok().flatten();
+        let recorded = row.as_ref().and_then(|r| r.installed_version.clone());
+        let (action, from) = match (&replaced, &recorded) {
+            (Some((from, _)), _) => ("plugin.dropin_replaced", Some(from.clone())),
+            (None, Some(v)) if *v == version => return,
+            (None, Some(v)) => ("plugin.dropin_replaced", Some(v.clone())),
+            (None, None) => ("plugin.dropin_installed", None),
+        };
+        if let Err(e) = self
+            .inner
+            .store
+            .set_plugin_versions(id, Some(&version), from.as_deref())
+        {
+            tracing::error!(plugin = %id, error = %e, "cannot record the drop-in version");
+        }
+        self.activity_as(
+            "drop-in",
+            action,
+            id,
+            serde_json::json!({
+                "version": version,
+                "sha256": loaded.sha256(),
+                "dir": loaded.dir,
+                "previous": from,
+                "previous_sha256": replaced.map(|(_, sha)| sha),
+            }),
+        );
     }
 
     // ----- install / rollback ----------------------------------------------------------------
@@ -656,6 +721,7 @@ impl PluginRegistry {
     pub fn set_config(&self, id: &str, config: &Value) -> Result<Value, RuntimeError> {
         let _admin = self.inner.admin.lock();
         let slot = self.require(id)?;
+        let before = slot.current.load().config.clone().unwrap_or(Value::Null);
         let validated = validate_config(slot.current.load().schema.as_deref(), config)?;
         let text = validated.to_string();
         self.inner
@@ -663,7 +729,7 @@ impl PluginRegistry {
             .set_plugin_config(id, Some(&text))
             .map_err(store_err)?;
         self.refresh(&slot)?;
-        self.activity("plugin.config", id, Value::Null);
+        self.activity("plugin.config", id, config_diff(&before, &validated));
         Ok(validated)
     }
 
@@ -714,6 +780,7 @@ impl PluginRegistry {
         submission: &Submission,
         backends: &[BackendStatus],
     ) -> Result<RouteDecision, ChainError> {
+        self.closed(HookKind::QueueRouter, Some(&submission.prompt_id))?;
         for (slot, loaded) in self.chain(HookKind::QueueRouter) {
             let input = HookInput::Route {
                 submission,
@@ -748,6 +815,7 @@ impl PluginRegistry {
     ) -> Result<(Value, Vec<AppliedTransform>), ChainError> {
         let mut current = submission.clone();
         let mut applied = Vec::new();
+        self.closed(HookKind::PromptTransform, Some(&submission.prompt_id))?;
         for (slot, loaded) in self.chain(HookKind::PromptTransform) {
             let input = HookInput::Transform {
                 submission: &current,
@@ -800,6 +868,7 @@ impl PluginRegistry {
         workflow: &Value,
         installed: &[InstalledFolder],
     ) -> Result<Option<(String, Resolution)>, ChainError> {
+        self.closed(HookKind::PresetResolver, None)?;
         for (slot, loaded) in self.chain(HookKind::PresetResolver) {
             let input = HookInput::Resolve {
                 workflow,
@@ -909,14 +978,27 @@ impl PluginRegistry {
             let mut health = slot.health.lock();
             health.stats.record(elapsed, result.is_ok());
             match &result {
-                Ok(_) => false,
-                Err(kind) => health.breaker.record_failure(
+                Ok(_) => {
+                    health.breaker.record_success();
+                    false
+                }
+                Err(kind) if kind.is_fault() => health.breaker.record_fault(
                     Instant::now(),
                     crate::capabilities::log::now_ms(),
+                    elapsed,
                     &kind.to_string(),
                 ),
+                Err(_) => false,
             }
         };
+        if let Err(kind) = &result {
+            let (level, what) = if kind.is_fault() {
+                (PluginLogLevel::Error, "failed")
+            } else {
+                (PluginLogLevel::Warn, "refused")
+            };
+            host_log(slot, prompt_id, level, format!("{hook} {what}: {kind}"));
+        }
         if tripped {
             let _enter = span.enter();
             tracing::warn!(plugin = %slot.id, "crash-loop breaker tripped; plugin disabled until an admin re-enables it");
@@ -957,6 +1039,50 @@ impl PluginRegistry {
                 }))
             }
         }
+    }
+
+    /// Fails the chain of `hook` when a fail-closed plugin of it is not running: its policy
+    /// must keep applying. The user gets the reason; the admin sees it in the plugin's log and
+    /// state (and the trip itself in the activity).
+    fn closed(&self, hook: HookKind, prompt_id: Option<&str>) -> Result<(), ChainError> {
+        let slots: Vec<Arc<Slot>> = self.inner.slots.read().values().cloned().collect();
+        for slot in slots {
+            let loaded = slot.current.load_full();
+            if loaded.code.hook() != hook || loaded.env.budget.failure != FailurePolicy::FailClosed
+            {
+                continue;
+            }
+            let why = match state_of(&slot, &loaded) {
+                PluginState::Enabled => continue,
+                PluginState::Tripped => {
+                    "its crash-loop breaker tripped after repeated faults; an admin must re-enable it"
+                        .to_owned()
+                }
+                PluginState::Disabled => "an admin disabled it".to_owned(),
+                PluginState::NeedsApproval => {
+                    "it waits for an admin to approve its capabilities".to_owned()
+                }
+                PluginState::Broken(e) => format!("it cannot run: {e}"),
+            };
+            let detail = format!(
+                "plugin {} is not running ({why}); its {hook} hook is fail-closed, so prompts are refused until it runs again or is removed",
+                slot.id
+            );
+            tracing::warn!(plugin = %slot.id, hook = %hook, prompt_id = prompt_id.unwrap_or("-"),
+                "fail-closed plugin not running; refused");
+            host_log(
+                &slot,
+                prompt_id,
+                PluginLogLevel::Warn,
+                format!("refused: {detail}"),
+            );
+            return Err(ChainError(CallError {
+                plugin_id: slot.id.clone(),
+                hook: hook.to_string(),
+                kind: CallErrorKind::Unavailable(detail),
+            }));
+        }
+        Ok(())
     }
 
     fn observer_failed(&self, slot: &Slot, kind: CallErrorKind) {
@@ -1070,6 +1196,10 @@ impl PluginRegistry {
             match self.inner.secrets.get(name) {
                 Some(v) => {
                     secret_values.insert(name.clone(), v);
+                }
+                None if manifest.capabilities.is_optional(name) => {
+                    tracing::info!(plugin = %manifest.id, secret = %name,
+                        "optional secret has no value on this host; the plugin runs without it")
                 }
                 None => tracing::warn!(plugin = %manifest.id, secret = %name,
                     "granted secret has no value on this host"),
@@ -1291,6 +1421,7 @@ impl PluginRegistry {
             enabled: slot.enabled.load(Ordering::SeqCst),
             state: state_of(slot, &cur),
             requested: grants::requested(m),
+            about: grants::about(m),
             granted: cur.grants.clone(),
             pending: cur.pending.clone(),
             effective: (*cur.env.caps).clone(),
@@ -1325,6 +1456,18 @@ impl PluginRegistry {
     }
 }
 
+/// A record the host writes into a plugin's own log (refusals and failures of its calls), so
+/// the admin sees them in the plugin's log pane next to what the plugin logged itself.
+fn host_log(slot: &Slot, prompt_id: Option<&str>, level: PluginLogLevel, message: String) {
+    slot.logs.record(PluginLogRecord {
+        ts_ms: crate::capabilities::log::now_ms(),
+        plugin_id: slot.id.clone(),
+        prompt_id: prompt_id.map(str::to_owned),
+        level,
+        message: format!("[host] {message}"),
+    });
+}
+
 fn state_of(slot: &Slot, loaded: &LoadedPlugin) -> PluginState {
     if let Err(e) = &loaded.config {
         return PluginState::Broken(format!("stored config is invalid for this version: {e}"));
@@ -1339,6 +1482,48 @@ fn state_of(slot: &Slot, loaded: &LoadedPlugin) -> PluginState {
         return PluginState::Disabled;
     }
     PluginState::Enabled
+}
+
+/// Top-level keys whose value changed, as `{key: {"from": .., "to": ..}}`; values of keys
+/// that look like secrets are masked.
+fn config_diff(before: &Value, after: &Value) -> Value {
+    let empty = serde_json::Map::new();
+    let b = before.as_object().unwrap_or(&empty);
+    let a = after.as_object().unwrap_or(&empty);
+    let mut keys: Vec<&String> = b.keys().chain(a.keys()).collect();
+    keys.sort();
+    keys.dedup();
+    let mut changed = serde_json::Map::new();
+    for k in keys {
+        let (from, to) = (b.get(k), a.get(k));
+        if from == to {
+            continue;
+        }
+        let shown = |v: Option<&Value>| match v {
+            None => Value::Null,
+            Some(_) if looks_secret(k) => Value::String("(hidden)".into()),
+            Some(v) => v.clone(),
+        };
+        changed.insert(
+            k.clone(),
+            serde_json::json!({ "from": shown(from), "to": shown(to) }),
+        );
+    }
+    serde_json::json!({ "changed": changed })
+}
+
+fn looks_secret(key: &str) -> bool {
+    let k = key.to_ascii_lowercase();
+    [
+        "secret",
+        "password",
+        "token",
+        "api_key",
+        "apikey",
+        "credential",
+    ]
+    .iter()
+    .any(|w| k.contains(w))
 }
 
 fn mismatch(output: HookOutput) -> CallErrorKind {

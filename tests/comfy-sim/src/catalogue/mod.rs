@@ -95,7 +95,16 @@ impl Catalogue {
     pub fn node_info(&self, class: &str) -> Option<Value> {
         let mut def = self.defs.get(class)?.clone();
         for (input, values) in self.dynamic_combos(class) {
-            if let Some(slot) = def.pointer_mut(&format!("/input/required/{input}/0")) {
+            let Some(spec) = def.pointer_mut(&format!("/input/required/{input}")) else {
+                continue;
+            };
+            // V1 combos carry the list first (`[[..], {..}]`); V3 ones are
+            // `["COMBO", {"options": [..]}]`.
+            if spec.get(0).and_then(Value::as_str) == Some("COMBO") {
+                if let Some(options) = spec.pointer_mut("/1/options") {
+                    *options = Value::Array(values);
+                }
+            } else if let Some(slot) = spec.get_mut(0) {
                 *slot = Value::Array(values);
             }
         }
@@ -169,15 +178,19 @@ impl Catalogue {
 
     fn dynamic_combos(&self, class: &str) -> Vec<(&'static str, Vec<Value>)> {
         let strings = |v: Vec<String>| v.into_iter().map(Value::String).collect::<Vec<_>>();
+        let models = |input: &'static str, folder: &str| {
+            vec![(input, strings(paths::list_models(&self.models_dir, folder)))]
+        };
         match class {
-            "CheckpointLoaderSimple" => vec![(
-                "ckpt_name",
-                strings(paths::list_models(&self.models_dir, "checkpoints")),
-            )],
-            "LoraLoader" => vec![(
-                "lora_name",
-                strings(paths::list_models(&self.models_dir, "loras")),
-            )],
+            "CheckpointLoaderSimple" | "ImageOnlyCheckpointLoader" => {
+                models("ckpt_name", "checkpoints")
+            }
+            "LoraLoader" | "LoraLoaderModelOnly" => models("lora_name", "loras"),
+            "ControlNetLoader" => models("control_net_name", "controlnet"),
+            "UNETLoader" => models("unet_name", "diffusion_models"),
+            "UpscaleModelLoader" => models("model_name", "upscale_models"),
+            "StyleModelLoader" => models("style_model_name", "style_models"),
+            "GLIGENLoader" => models("gligen_name", "gligen"),
             "VAELoader" => {
                 let mut v = paths::list_models(&self.models_dir, "vae");
                 v.push("pixel_space".into());
@@ -211,6 +224,15 @@ mod tests {
             "LoraLoader",
             "VAELoader",
             "TestSleep",
+            // Every loader the stock frontend maps model folders to (it fails to build a
+            // Load Checkpoint node when one is missing).
+            "ImageOnlyCheckpointLoader",
+            "LoraLoaderModelOnly",
+            "ControlNetLoader",
+            "UNETLoader",
+            "UpscaleModelLoader",
+            "StyleModelLoader",
+            "GLIGENLoader",
         ] {
             assert!(c.class(n).is_some(), "{n}");
         }
@@ -242,6 +264,12 @@ mod tests {
         assert_eq!(
             c.node_info("VAELoader").unwrap()["input"]["required"]["vae_name"][0],
             json!(["pixel_space"])
+        );
+        std::fs::create_dir_all(dir.path().join("models/upscale_models")).unwrap();
+        std::fs::write(dir.path().join("models/upscale_models/x4.pth"), b"x").unwrap();
+        assert_eq!(
+            c.node_info("UpscaleModelLoader").unwrap()["input"]["required"]["model_name"][1]["options"],
+            json!(["x4.pth"])
         );
     }
 }

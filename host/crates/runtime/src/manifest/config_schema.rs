@@ -71,11 +71,84 @@ impl ConfigSchema {
                 }
             })
             .collect();
+        let errors = if errors.is_empty() {
+            self.check_choices(&config)
+        } else {
+            errors
+        };
         if errors.is_empty() {
             Ok(config)
         } else {
             Err(RuntimeError::Config(errors.join("; ")))
         }
+    }
+}
+
+impl ConfigSchema {
+    /// The `x-choices` extension: a string property (top level, or the values of a top-level
+    /// object's `additionalProperties`) must be one of `values` or a key of the top-level object
+    /// property named by `keys_of` (names the admin defined elsewhere in the same config, e.g.
+    /// custom styles). JSON Schema cannot refer to sibling keys, so the host checks this at save;
+    /// `null` passes (the schema's `type` decides whether it is allowed).
+    fn check_choices(&self, config: &Value) -> Vec<String> {
+        let mut errors = Vec::new();
+        let Some(Value::Object(props)) = self.schema.get("properties") else {
+            return errors;
+        };
+        for (name, prop) in props {
+            let value = config.get(name);
+            if let Some(choices) = prop.get("x-choices") {
+                check_choice(config, choices, &format!("/{name}"), value, &mut errors);
+            }
+            if let (Some(choices), Some(Value::Object(map))) = (
+                prop.get("additionalProperties")
+                    .and_then(|a| a.get("x-choices")),
+                value,
+            ) {
+                for (key, v) in map {
+                    check_choice(
+                        config,
+                        choices,
+                        &format!("/{name}/{key}"),
+                        Some(v),
+                        &mut errors,
+                    );
+                }
+            }
+        }
+        errors
+    }
+}
+
+fn check_choice(
+    config: &Value,
+    choices: &Value,
+    path: &str,
+    value: Option<&Value>,
+    errors: &mut Vec<String>,
+) {
+    let Some(Value::String(v)) = value else {
+        return;
+    };
+    let mut allowed: Vec<String> = choices
+        .get("values")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(|v| v.as_str().map(str::to_owned))
+        .collect();
+    if let Some(Value::Object(keys)) = choices
+        .get("keys_of")
+        .and_then(Value::as_str)
+        .and_then(|k| config.get(k))
+    {
+        allowed.extend(keys.keys().cloned());
+    }
+    if !allowed.iter().any(|a| a == v) {
+        errors.push(format!(
+            "{path}: {v:?} is not one of {}",
+            allowed.join(", ")
+        ));
     }
 }
 
@@ -108,6 +181,41 @@ mod tests {
             "additionalProperties": false
         }))
         .unwrap()
+    }
+
+    #[test]
+    fn choices_accept_listed_values_and_keys_defined_in_the_config() {
+        let s = ConfigSchema::new(json!({
+            "type": "object",
+            "properties": {
+                "default_style": {"type": ["string", "null"], "default": null,
+                    "x-choices": {"values": ["cinematic", "minimal"], "keys_of": "styles"}},
+                "user_styles": {"type": "object", "default": {},
+                    "additionalProperties": {"type": "string",
+                        "x-choices": {"values": ["off", "cinematic"], "keys_of": "styles"}}},
+                "styles": {"type": "object", "default": {}}
+            }
+        }))
+        .unwrap();
+        assert!(s.apply(&json!({})).is_ok());
+        assert!(s.apply(&json!({"default_style": "cinematic"})).is_ok());
+        assert!(
+            s.apply(&json!({"default_style": "poster", "styles": {"poster": "p {prompt}"}}))
+                .is_ok()
+        );
+        let e = s
+            .apply(&json!({"default_style": "cinematik"}))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("/default_style: \"cinematik\" is not one of cinematic, minimal"),
+            "{e}"
+        );
+        let e = s
+            .apply(&json!({"user_styles": {"alice": "postr"}}))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("/user_styles/alice"), "{e}");
     }
 
     #[test]

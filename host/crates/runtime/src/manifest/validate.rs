@@ -143,6 +143,26 @@ fn capabilities(m: &Manifest) -> Result<(), String> {
             ));
         }
     }
+    let declared: BTreeSet<&str> = caps.keys().collect();
+    for (i, key) in caps.optional.iter().enumerate() {
+        if !declared.contains(key.as_str()) {
+            return Err(format!(
+                "capabilities.optional[{i}]: {key:?} is not a declared http origin, dir guest path or secret"
+            ));
+        }
+    }
+    for (key, reason) in &caps.reasons {
+        if !declared.contains(key.as_str()) {
+            return Err(format!(
+                "capabilities.reasons.{key}: not a declared http origin, dir guest path or secret"
+            ));
+        }
+        if reason.trim().is_empty() || reason.len() > 500 {
+            return Err(format!(
+                "capabilities.reasons.{key}: must be 1..=500 characters"
+            ));
+        }
+    }
     Ok(())
 }
 

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use serde::{Deserialize, Serialize};
 
 use crate::breaker::BreakerState;
-use crate::grants::{EffectiveCaps, Grants, RequestedCapability};
+use crate::grants::{CapabilityAbout, EffectiveCaps, Grants, RequestedCapability};
 use crate::manifest::HookKind;
 
 use super::stats::StatsSnapshot;
@@ -43,6 +43,8 @@ pub struct PluginInfo {
     pub enabled: bool,
     pub state: PluginState,
     pub requested: Vec<RequestedCapability>,
+    /// Per requested capability (same order): optional or not, and what it is for.
+    pub about: Vec<CapabilityAbout>,
     pub granted: Grants,
     pub pending: Vec<RequestedCapability>,
     pub effective: EffectiveCaps,
@@ -68,6 +70,7 @@ impl PluginInfo {
             enabled: false,
             state: PluginState::Broken(error.clone()),
             requested: Vec::new(),
+            about: Vec::new(),
             granted: Grants::default(),
             pending: Vec::new(),
             effective: EffectiveCaps::default(),

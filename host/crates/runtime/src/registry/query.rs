@@ -1,6 +1,6 @@
 //! Cheap questions the host asks on hot paths.
 
-use crate::manifest::HookKind;
+use crate::manifest::{FailurePolicy, HookKind};
 use crate::registry::info::PluginState;
 
 impl super::PluginRegistry {
@@ -10,6 +10,17 @@ impl super::PluginRegistry {
         self.inner.slots.read().values().any(|s| {
             let l = s.current.load();
             l.code.hook() == hook && super::state_of(s, &l) == PluginState::Enabled
+        })
+    }
+
+    /// Whether a prompt must go through `hook`'s chain: some plugin of it runs, or a
+    /// fail-closed one that is not running keeps the hook closed (the chain then refuses).
+    pub fn has_chain(&self, hook: HookKind) -> bool {
+        self.inner.slots.read().values().any(|s| {
+            let l = s.current.load();
+            l.code.hook() == hook
+                && (l.env.budget.failure == FailurePolicy::FailClosed
+                    || super::state_of(s, &l) == PluginState::Enabled)
         })
     }
 

@@ -47,6 +47,7 @@ impl PluginCode for Scripted {
             });
             match (words.as_slice(), input) {
                 (["fail", ..], _) => Err(CallErrorKind::Trap("scripted failure".into())),
+                (["refuse", ..], _) => Err(CallErrorKind::Plugin("invalid input: scripted".into())),
                 (["route", "pass"], _) => Ok(HookOutput::Route(Route::Pass)),
                 (["route", "local"], _) => Ok(HookOutput::Route(Route::Local)),
                 (["route", "backend", b], _) => Ok(HookOutput::Route(Route::Backend((*b).into()))),
@@ -255,8 +256,20 @@ fn output_file() -> OutputFile {
 #[tokio::test]
 async fn route_chain_runs_in_priority_then_id_order_first_non_pass_wins() {
     let f = fixture();
-    install(&f, "zz-last", 200, "queue-router", "route backend last");
-    install(&f, "b-second", 10, "queue-router", "route backend b");
+    // These two may be switched off without closing the hook (fail-open).
+    for (id, prio, script) in [
+        ("zz-last", 200, "route backend last"),
+        ("b-second", 10, "route backend b"),
+    ] {
+        let m = manifest(
+            id,
+            "0.1.0",
+            "queue-router",
+            prio,
+            "[budget]\nfailure = \"fail-open\"\n",
+        );
+        f.reg.install(&m, script.as_bytes(), None).unwrap();
+    }
     install(&f, "a-second", 10, "queue-router", "route pass");
     install(&f, "first", 1, "queue-router", "route pass");
     let d = f.reg.route(&sub(), &[]).await.unwrap();
@@ -388,7 +401,12 @@ async fn update_asking_for_more_needs_approval_until_granted() {
     );
     let info = f.reg.install(&v1, b"route backend v1", None).unwrap();
     assert_eq!(info.state, PluginState::NeedsApproval);
-    assert_eq!(f.reg.route(&sub(), &[]).await.unwrap().decided_by, None);
+    // A fail-closed router waiting for approval keeps the hook closed.
+    let e = f.reg.route(&sub(), &[]).await.unwrap_err();
+    assert!(
+        matches!(&e.0.kind, CallErrorKind::Unavailable(d) if d.contains("approve")),
+        "{e:?}"
+    );
     let info = f
         .reg
         .grant(
@@ -414,8 +432,12 @@ async fn update_asking_for_more_needs_approval_until_granted() {
     assert_eq!(info.state, PluginState::NeedsApproval);
     assert_eq!(info.pending.len(), 2, "{:?}", info.pending);
     assert_eq!(info.previous_version.as_deref(), Some("0.1.0"));
-    // disabled while waiting: the chain skips it
-    assert_eq!(f.reg.route(&sub(), &[]).await.unwrap().decided_by, None);
+    // an upgrade waiting for approval is not skipped: the fail-closed hook stays closed
+    let e = f.reg.route(&sub(), &[]).await.unwrap_err();
+    assert!(
+        matches!(&e.0.kind, CallErrorKind::Unavailable(d) if d.contains("approve")),
+        "{e:?}"
+    );
     let info = f
         .reg
         .grant(
@@ -493,6 +515,7 @@ async fn breaker_trips_disables_and_admin_reenables() {
         BreakerConfig {
             max_failures: 3,
             window: Duration::from_secs(60),
+            ..BreakerConfig::default()
         },
         Store::open_in_memory().unwrap(),
         tempfile::tempdir().unwrap(),
@@ -1030,4 +1053,99 @@ async fn compiles_are_bounded_in_size_and_time_and_do_not_hold_the_admin_lock() 
     f.reg.discover().unwrap();
     assert_eq!(compiles(script), 1);
     GATES.lock().push("never-opened".into());
+}
+
+#[tokio::test]
+async fn a_plugins_own_error_is_a_refusal_that_never_trips_the_breaker() {
+    let f = fixture();
+    f.reg
+        .install(
+            &manifest("judge", "0.1.0", "queue-router", 1, ""),
+            b"refuse",
+            None,
+        )
+        .unwrap();
+    for _ in 0..10 {
+        let e = f.reg.route(&sub(), &[]).await.unwrap_err();
+        assert!(matches!(e.0.kind, CallErrorKind::Plugin(_)), "{e:?}");
+    }
+    let info = f.reg.get("judge").unwrap();
+    assert_eq!(info.state, PluginState::Enabled, "{info:?}");
+    let b = info.breaker.unwrap();
+    assert_eq!(
+        (b.failures_in_window, b.consecutive, b.last_error),
+        (0, 0, None)
+    );
+    // The refusals are in the plugin's own log, for the admin.
+    let logs = f.reg.logs("judge").unwrap();
+    assert!(
+        logs.iter()
+            .any(|r| r.message.starts_with("[host]") && r.message.contains("refused")),
+        "{logs:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_fail_closed_plugin_that_is_not_running_keeps_its_hook_closed() {
+    let f = fixture();
+    f.reg
+        .install(
+            &manifest(
+                "gate",
+                "0.1.0",
+                "queue-router",
+                1,
+                "[budget]\nfailure = \"fail-closed\"\n",
+            ),
+            b"fail",
+            None,
+        )
+        .unwrap();
+    install(&f, "next", 2, "queue-router", "route backend x");
+    for _ in 0..3 {
+        let e = f.reg.route(&sub(), &[]).await.unwrap_err();
+        assert!(matches!(e.0.kind, CallErrorKind::Trap(_)), "{e:?}");
+    }
+    let info = f.reg.get("gate").unwrap();
+    assert_eq!(info.state, PluginState::Tripped, "three faults in a row");
+    assert_eq!(
+        info.breaker.as_ref().unwrap().reason,
+        Some(crate::breaker::TripReason::ConsecutiveFaults)
+    );
+    assert!(f.reg.has_chain(HookKind::QueueRouter));
+    // Tripped: never skipped, the chain is refused without calling anything.
+    let e = f.reg.route(&sub(), &[]).await.unwrap_err();
+    assert!(
+        matches!(&e.0.kind, CallErrorKind::Unavailable(d) if d.contains("breaker")),
+        "{e:?}"
+    );
+    assert_eq!(f.reg.get("gate").unwrap().stats.calls, 3);
+    assert_eq!(f.reg.get("next").unwrap().stats.calls, 0);
+    // Disabled by the admin: still closed.
+    f.reg.enable("gate").unwrap();
+    f.reg.disable("gate").unwrap();
+    let e = f.reg.route(&sub(), &[]).await.unwrap_err();
+    assert!(
+        matches!(&e.0.kind, CallErrorKind::Unavailable(d) if d.contains("disabled")),
+        "{e:?}"
+    );
+    // A fail-open plugin that is switched off is simply skipped.
+    let f = fixture();
+    f.reg
+        .install(
+            &manifest(
+                "loose",
+                "0.1.0",
+                "queue-router",
+                1,
+                "[budget]\nfailure = \"fail-open\"\n",
+            ),
+            b"fail",
+            None,
+        )
+        .unwrap();
+    install(&f, "next", 2, "queue-router", "route backend x");
+    f.reg.disable("loose").unwrap();
+    let d = f.reg.route(&sub(), &[]).await.unwrap();
+    assert_eq!(d.decided_by.as_deref(), Some("next"));
 }
