@@ -185,6 +185,12 @@ struct Inner {
     broken: parking_lot::RwLock<BTreeMap<String, (PathBuf, String)>>,
     /// Serializes admin operations (install, grant, rollback, discover, ...).
     admin: Mutex<()>,
+    observer: std::sync::OnceLock<Arc<dyn CallObserver>>,
+}
+
+/// Told about every hook call as it returns (the host's metrics). Must be cheap.
+pub trait CallObserver: Send + Sync {
+    fn observe(&self, plugin: &str, hook: HookKind, elapsed: std::time::Duration, ok: bool);
 }
 
 /// Installed plugins and their chains. Cheap to clone.
@@ -234,8 +240,14 @@ impl PluginRegistry {
                 slots: parking_lot::RwLock::new(BTreeMap::new()),
                 broken: parking_lot::RwLock::new(BTreeMap::new()),
                 admin: Mutex::new(()),
+                observer: std::sync::OnceLock::new(),
             }),
         })
+    }
+
+    /// Sets the observer told about every hook call (once; later calls are ignored).
+    pub fn set_call_observer(&self, observer: Arc<dyn CallObserver>) {
+        let _ = self.inner.observer.set(observer);
     }
 
     // ----- discovery -------------------------------------------------------------------------
@@ -765,6 +777,9 @@ impl PluginRegistry {
         let started = Instant::now();
         let result = loaded.code.call(&env, input).instrument(span.clone()).await;
         let elapsed = started.elapsed();
+        if let Some(o) = self.inner.observer.get() {
+            o.observe(&slot.id, hook, elapsed, result.is_ok());
+        }
         let tripped = {
             let mut health = slot.health.lock();
             health.stats.record(elapsed, result.is_ok());
