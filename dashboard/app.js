@@ -4,7 +4,7 @@
 
 const BASE = location.pathname.replace(/\/[^/]*$/, ""); // <prefix>/comfyhost
 const API = `${BASE}/api`;
-const state = { me: null, csrf: null, sources: [] };
+const state = { me: null, csrf: null, sources: [], timers: [] };
 
 // ----- helpers --------------------------------------------------------------------------------
 
@@ -77,6 +77,54 @@ function dur(a, b) {
 function closeSources() {
   for (const s of state.sources) s.close();
   state.sources = [];
+  for (const t of state.timers) clearInterval(t);
+  state.timers = [];
+}
+
+function fmtBin(b) {
+  if (b === null || b === undefined) return "—";
+  const units = ["B", "KiB", "MiB", "GiB", "TiB"];
+  let i = 0;
+  let v = b;
+  while (v >= 1024 && i < units.length - 1) { v /= 1024; i++; }
+  return `${v.toFixed(i === 0 ? 0 : 1)} ${units[i]}`;
+}
+
+function fmtSecs(s) {
+  if (s === null || s === undefined) return "—";
+  if (s < 120) return `${s} s`;
+  if (s < 7200) return `${Math.round(s / 60)} min`;
+  return `${(s / 3600).toFixed(1)} h`;
+}
+
+// A small line chart of `values` (nulls are gaps dropped), scaled to [0, max].
+function sparkline(values, max) {
+  const NS = "http://www.w3.org/2000/svg";
+  const svg = document.createElementNS(NS, "svg");
+  svg.setAttribute("viewBox", "0 0 200 48");
+  svg.setAttribute("preserveAspectRatio", "none");
+  const pts = values.map((v, i) => [i, v]).filter(([, v]) => typeof v === "number");
+  const top = max ?? Math.max(1, ...pts.map(([, v]) => v));
+  const n = Math.max(1, values.length - 1);
+  const line = document.createElementNS(NS, "polyline");
+  line.setAttribute("points", pts.map(([i, v]) => `${((i / n) * 200).toFixed(1)},${(46 - (v / top) * 44).toFixed(1)}`).join(" "));
+  svg.append(line);
+  return svg;
+}
+
+// The low-disk banner on every page.
+async function refreshBanner() {
+  const b = document.getElementById("banner");
+  try {
+    const s = await api("GET", "/system");
+    const low = s.low_disk?.low;
+    b.hidden = !low;
+    if (low) {
+      b.replaceChildren(`Low disk space: ${fmtBin(low.free_bytes)} free on ${low.mount_point} (threshold ${fmtBin(low.threshold_bytes)}). `,
+        "New outputs may fail to save and preset downloads that would not leave the threshold free are refused. ",
+        h("a", { href: "#system" }, "System"));
+    }
+  } catch { /* signed out: the login page says so */ }
 }
 
 function live(path, handlers) {
@@ -129,11 +177,13 @@ async function start() {
   );
   if (!location.hash) location.hash = "#plugins";
   else route();
+  refreshBanner();
+  if (!state.bannerTimer) state.bannerTimer = setInterval(refreshBanner, 15000);
 }
 
 // ----- pages ------------------------------------------------------------------------------------
 
-const pages = { plugins, install, comfyui, gpu, jobs, backends, models, outputs, users, activity };
+const pages = { plugins, install, comfyui, system, gpu, jobs, backends, models, outputs, users, activity };
 
 async function route() {
   if (!state.me) return;
@@ -466,8 +516,22 @@ async function comfyui(main) {
     const r = await api("POST", `/comfyui/${what}`);
     toast(`${what} requested (operation ${r.op_id})`);
   } }, what[0].toUpperCase() + what.slice(1));
+  const memory = h("p", { id: "comfy-memory" });
+  const showMemory = async () => {
+    const sys = await api("GET", "/system").catch(() => null);
+    const c = sys?.current?.comfyui;
+    const g = sys?.comfyui_memory_growth;
+    memory.replaceChildren(c
+      ? `memory ${fmtBin(c.rss_bytes)} · CPU ${c.cpu_percent.toFixed(0)} % · ${c.threads} threads · ${c.processes} processes · up ${fmtSecs(c.uptime_s)}`
+      : "memory — (not running, attached, or the sampler is off)",
+    g ? h("span", { id: "comfy-memory-growth", class: "badge growing", title: `from ${fmtBin(g.from_bytes)} to ${fmtBin(g.to_bytes)} in ${fmtSecs(g.over_s)}` },
+      ` memory keeps growing: +${fmtBin(g.bytes_per_hour)}/h`) : null,
+    sys?.memory_guard ? h("span", { class: "muted" }, ` · memory guard at ${fmtBin(sys.memory_guard.limit_bytes)} (${sys.memory_guard.restarts} restarts)`) : null);
+  };
+  showMemory();
+  state.timers.push(setInterval(showMemory, 10000));
   main.replaceChildren(h("h2", {}, "ComfyUI ", stateEl),
-    h("div", { class: "panel" }, op("start"), " ", op("restart"), " ", op("stop"), detail, h("h4", {}, "Progress"), events),
+    h("div", { class: "panel" }, op("start"), " ", op("restart"), " ", op("stop"), detail, memory, h("h4", {}, "Progress"), events),
     h("div", { class: "panel" }, h("h4", {}, "Log (live)"), logs));
   const page = await api("GET", "/comfyui/logs?limit=200");
   const lines = (page.lines ?? page.entries ?? []).map((l) => l.line ?? l.text ?? JSON.stringify(l));
@@ -484,6 +548,59 @@ async function comfyui(main) {
       logs.scrollTop = logs.scrollHeight;
     },
   });
+}
+
+// System ------------------------------------------------------------------------------------------
+
+async function system(main) {
+  const body = h("div", { id: "system" });
+  main.replaceChildren(h("h2", {}, "System"), body);
+  const draw = async () => {
+    const s = await api("GET", "/system");
+    const cur = s.current;
+    const hist = s.history ?? [];
+    const series = (k) => hist.map((p) => p[k]);
+    const tile = (id, title, value, values, max) => h("div", { class: "tile", id },
+      h("h4", {}, title), h("div", { class: "value" }, value), values ? sparkline(values, max) : null);
+    const m = cur?.machine;
+    const tiles = cur ? [
+      tile("sys-cpu", `CPU (${m.cpus} cores)`, `${m.cpu_percent.toFixed(0)} % · load ${m.load_average.map((l) => l.toFixed(2)).join(" ")}`, series("cpu_percent"), 100),
+      tile("sys-memory", "Memory", `${fmtBin(m.memory_used_bytes)} of ${fmtBin(m.memory_total_bytes)}`, series("memory_used_bytes"), m.memory_total_bytes),
+      tile("sys-host", "comfyhost process", cur.host ? `${fmtBin(cur.host.rss_bytes)} · CPU ${cur.host.cpu_percent.toFixed(1)} % · ${cur.host.threads} threads` : "—", series("host_rss_bytes")),
+      tile("sys-comfyui", "ComfyUI processes", cur.comfyui ? `${fmtBin(cur.comfyui.rss_bytes)} · CPU ${cur.comfyui.cpu_percent.toFixed(0)} % · ${cur.comfyui.threads} threads · up ${fmtSecs(cur.comfyui.uptime_s)}` : "not running here",
+        series("comfyui_rss_bytes")),
+      tile("sys-output-free", "Output volume free", fmtBin(s.low_disk.output_volume?.free_bytes), series("output_free_bytes"), s.low_disk.output_volume?.total_bytes),
+      ...(cur.gpus ?? []).map((g) => tile(`sys-gpu-${g.index}`, `GPU ${g.index}: ${g.name}`,
+        `${g.utilization_percent ?? "—"} % · ${fmtBin(g.memory_used_bytes)} of ${fmtBin(g.memory_total_bytes)} · ${g.temperature_celsius ?? "—"} °C`,
+        g.index === 0 ? series("gpu_utilization_percent") : null, 100)),
+    ] : [h("p", { class: "muted" }, s.sampling.enabled ? "First reading in progress…" : "The sampler is off (--system-sample-ms 0); only the disk guard runs.")];
+    if (cur?.gpu_error) tiles.push(h("p", { class: "error-text" }, cur.gpu_error));
+    const vols = (cur?.volumes ?? (s.low_disk.output_volume ? [s.low_disk.output_volume] : [])).map((v) => {
+      const used = v.total_bytes ? 1 - v.free_bytes / v.total_bytes : 0;
+      const low = v.free_bytes < s.low_disk.threshold_bytes && v.roles.includes("output");
+      return h("tr", { "data-mount": v.mount_point }, h("td", { class: "mono" }, v.mount_point), h("td", {}, v.roles.join(", ")),
+        h("td", {}, `${fmtBin(v.free_bytes)} free of ${fmtBin(v.total_bytes)}`),
+        h("td", { style: "width: 30%" }, h("div", { class: `bar${low ? " low" : ""}` }, h("div", { style: `width: ${(used * 100).toFixed(1)}%` }))));
+    });
+    const threshold = h("input", { id: "low-disk-threshold", type: "number", min: 0, value: Math.round(s.low_disk.threshold_bytes / 1048576), size: 10 });
+    const save = h("button", { id: "low-disk-save", onclick: async () => {
+      await api("PUT", "/system/low-disk", { threshold_bytes: Number(threshold.value) * 1048576 });
+      toast("Low-disk threshold saved");
+      refreshBanner();
+      draw();
+    } }, "Save");
+    body.replaceChildren(
+      h("div", { class: "panel" }, h("div", { class: "tiles" }, tiles),
+        h("p", { class: "muted" }, s.sampling.enabled ? `Every ${s.sampling.interval_ms / 1000} s; charts show the last hour (${hist.length} readings).` : "")),
+      h("div", { class: "panel" }, h("h4", {}, "Volumes"),
+        h("table", { id: "volumes" }, h("thead", {}, h("tr", {}, ["Mount", "Used for", "Space", ""].map((t) => h("th", {}, t)))), h("tbody", {}, vols)),
+        h("p", {}, s.low_disk.low ? h("span", { id: "low-disk-state", class: "badge state-failed" }, "low disk") : h("span", { id: "low-disk-state", class: "badge state-ready" }, "disk ok"),
+          " Warn below ", threshold, " MiB free on the output volume ", save)),
+      s.memory_guard ? h("div", { class: "panel" }, `Memory guard: ComfyUI restarts between jobs above ${fmtBin(s.memory_guard.limit_bytes)} (${s.memory_guard.restarts} so far).`) : null,
+    );
+  };
+  await draw();
+  state.timers.push(setInterval(() => { if (!document.activeElement || document.activeElement.id !== "low-disk-threshold") draw().catch(() => {}); }, 10000));
 }
 
 // GPU ---------------------------------------------------------------------------------------------

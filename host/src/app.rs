@@ -49,6 +49,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
             ..comfyhost_store::KvLimits::default()
         });
     let plugins = plugins_setup::open(&args, store.clone()).await?;
+    plugins.set_call_observer(Arc::new(crate::metrics::PluginCallMetrics));
 
     let gpu_override = crate::api::gpu::stored_override(&store);
     let gpu = gpu_cli::startup_report(&args, &gpu_override).await;
@@ -111,6 +112,23 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         crate::models::ModelsService::new(&args, plugins.clone())
             .context("opening the model download state")?,
     );
+    let machine = crate::machine::MachineMonitor::new(
+        crate::machine::MachineConfig {
+            sample_interval: args.system_sample_interval(),
+            low_disk_threshold_bytes: args.low_disk_threshold_mib.saturating_mul(1 << 20),
+            comfyui_memory_limit_bytes: args
+                .comfyui_memory_limit_mib
+                .map(|m| m.saturating_mul(1 << 20)),
+            gpus: gpu
+                .read()
+                .ok()
+                .is_some_and(|g| g.as_ref().is_some_and(|r| !r.inventory.gpus.is_empty())),
+            growth_min_span: std::time::Duration::from_secs(600),
+        },
+        crate::machine::watched_dirs(&args, models.roots()),
+        store.clone(),
+        supervisor.clone(),
+    );
     let interceptor = PluginInterceptor::new(
         plugins.clone(),
         jobs.clone(),
@@ -131,6 +149,8 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         vec![Arc::new(overlay.clone()), Arc::new(executed)],
     )?;
     overlay.set_proxy(proxy.clone());
+    machine.set_proxy(proxy.clone());
+    machine.spawn(cancel.child_token());
     jobs.spawn(&supervisor, proxy.clone(), cancel.child_token());
     outputs.spawn(&jobs, cancel.child_token());
     let remote = RemoteRunner::new(RemoteSetup {
@@ -152,6 +172,23 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         cancel.child_token(),
     );
     crate::retention::spawn_job_retention(store.clone(), cancel.child_token());
+    crate::metrics::route::spawn_event_counters(
+        &jobs,
+        store.clone(),
+        &supervisor,
+        cancel.child_token(),
+    );
+    let metrics = crate::metrics::route::MetricsRoute::new(
+        crate::metrics::live::LiveSources {
+            store: store.clone(),
+            proxy: proxy.clone(),
+            outputs: outputs.clone(),
+            machine: machine.clone(),
+            supervisor: supervisor.clone(),
+        },
+        identity.clone(),
+        args.metrics_token.as_deref(),
+    );
     let state = AppState {
         supervisor: supervisor.clone(),
         plugins,
@@ -163,8 +200,9 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         gpu,
         outputs,
         models,
+        machine,
     };
-    let app = router(&args, state, proxy, remote, overlay);
+    let app = router(&args, state, proxy, remote, overlay, metrics);
 
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
@@ -244,20 +282,22 @@ fn router(
     proxy: ProxyState,
     remote: RemoteRunner,
     overlay: OverlayDriver,
+    metrics: crate::metrics::route::MetricsRoute,
 ) -> Router {
     let prefix = args.normalized_prefix().unwrap_or_default();
     let api_path = format!("{prefix}/comfyhost/api");
     let proxy = comfyhost_proxy::router(proxy);
+    // ComfyUI's endpoints (answered in part by the host, or proxied) are counted and timed.
+    let comfy = crate::comfy_routes::router(&prefix, remote, overlay, proxy.clone())
+        .merge(proxy)
+        .layer(axum::middleware::from_fn(
+            crate::metrics::route::track_proxy,
+        ));
     Router::new()
         .nest(&api_path, api::router(state))
         .merge(crate::dashboard::router(&prefix))
-        .merge(crate::comfy_routes::router(
-            &prefix,
-            remote,
-            overlay,
-            proxy.clone(),
-        ))
-        .merge(proxy)
+        .merge(crate::metrics::route::router(&prefix, metrics))
+        .merge(comfy)
 }
 
 async fn shutdown_signal() {

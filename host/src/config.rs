@@ -149,6 +149,37 @@ pub struct RunArgs {
     )]
     pub no_gpu_detect: bool,
 
+    /// Milliseconds between readings of the machine (CPU, memory, load, the host and ComfyUI
+    /// processes, volumes, GPUs) for the System page and `/metrics`; 0 switches the sampler
+    /// off (the low-disk guard still checks the output volume every 10 s).
+    #[arg(
+        long = "system-sample-ms",
+        env = "COMFYHOST_SYSTEM_SAMPLE_MS",
+        default_value_t = 10_000
+    )]
+    pub system_sample_ms: u64,
+
+    /// Free space (MiB) to keep on the output volume: below it the admin is warned and users
+    /// see a notice; preset downloads that would not leave it free are refused.
+    #[arg(
+        long = "low-disk-threshold-mib",
+        env = "COMFYHOST_LOW_DISK_THRESHOLD_MIB",
+        default_value_t = 2048
+    )]
+    pub low_disk_threshold_mib: u64,
+
+    /// Restart ComfyUI between jobs when its process tree's resident memory passes this many
+    /// MiB (off by default).
+    #[arg(
+        long = "comfyui-memory-limit-mib",
+        env = "COMFYHOST_COMFYUI_MEMORY_LIMIT_MIB"
+    )]
+    pub comfyui_memory_limit_mib: Option<u64>,
+
+    /// A token that may read `/metrics` (and nothing else); admins can always read it.
+    #[arg(long, env = "COMFYHOST_METRICS_TOKEN", hide_env_values = true)]
+    pub metrics_token: Option<String>,
+
     /// Admin token for the host API. Without it one is generated at first start, printed once,
     /// and only its hash is kept.
     #[arg(long, env = "COMFYHOST_ADMIN_TOKEN", hide_env_values = true)]
@@ -203,6 +234,11 @@ impl RunArgs {
     /// The configured startup timeout, if any (else the mode's default applies).
     pub fn startup_timeout(&self) -> Option<Duration> {
         self.startup_timeout_s.map(Duration::from_secs)
+    }
+
+    /// The sampler's interval, `None` when switched off.
+    pub fn system_sample_interval(&self) -> Option<Duration> {
+        (self.system_sample_ms > 0).then(|| Duration::from_millis(self.system_sample_ms.max(100)))
     }
 
     /// The prefix normalised to `/x/y` (no trailing slash), or `None`.

@@ -19,6 +19,11 @@ pub struct GpuArgs {
     /// Print JSON (what the host API returns) instead of text.
     #[arg(long)]
     pub json: bool,
+    /// Also read NVML and `nvidia-smi` each on their own and show both inventories side by
+    /// side (JSON: a `sources` object next to the report, with `elapsed_ms` per source and for
+    /// the whole report).
+    #[arg(long)]
+    pub sources: bool,
 }
 
 /// `comfyhost gpu`: print the same report the host API serves.
@@ -28,13 +33,69 @@ pub async fn run(args: GpuArgs) -> anyhow::Result<()> {
         comfyui_dir: args.comfyui_dir,
         ..DetectConfig::default()
     };
+    let started = std::time::Instant::now();
     let report = comfyhost_gpu::full_report(&cfg).await;
+    let report_ms = started.elapsed().as_millis();
+    let sources = if args.sources {
+        Some(comfyhost_gpu::compare_sources(&cfg).await)
+    } else {
+        None
+    };
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&report)?);
+        let mut value = serde_json::to_value(&report)?;
+        if let (Some(obj), Some(src)) = (value.as_object_mut(), &sources) {
+            obj.insert("sources".into(), serde_json::to_value(src)?);
+            obj.insert("report_elapsed_ms".into(), serde_json::json!(report_ms));
+        }
+        println!("{}", serde_json::to_string_pretty(&value)?);
     } else {
         print!("{}", report.render_text());
+        if let Some(src) = &sources {
+            print!("{}", render_sources(src));
+            println!("report made in {report_ms} ms");
+        }
     }
     Ok(())
+}
+
+/// The two backends' GPUs, one line each.
+fn render_sources(src: &comfyhost_gpu::SourceComparison) -> String {
+    use std::fmt::Write as _;
+    let mut out = String::from("\nSources side by side:\n");
+    for (label, r) in [("NVML", &src.nvml), ("nvidia-smi", &src.nvidia_smi)] {
+        match (&r.inventory, &r.error) {
+            (Some(inv), _) => {
+                let _ = writeln!(
+                    out,
+                    "  {label} ({} ms): driver {}, CUDA {}",
+                    r.elapsed_ms,
+                    inv.driver_version.as_deref().unwrap_or("?"),
+                    inv.cuda_driver_version
+                        .map_or_else(|| "?".to_owned(), |v| v.to_string())
+                );
+                for g in &inv.gpus {
+                    let _ = writeln!(
+                        out,
+                        "    [{}] {} sm {} {} MiB",
+                        g.index,
+                        g.name,
+                        g.sm.map_or_else(|| "?".to_owned(), |s| s.to_string()),
+                        g.vram_total_mib
+                            .map_or_else(|| "?".to_owned(), |m| m.to_string())
+                    );
+                }
+            }
+            (None, err) => {
+                let _ = writeln!(
+                    out,
+                    "  {label} ({} ms): {}",
+                    r.elapsed_ms,
+                    err.as_deref().unwrap_or("no answer")
+                );
+            }
+        }
+    }
+    out
 }
 
 /// The report made when the host starts, or `None` when ComfyUI is not ours to configure

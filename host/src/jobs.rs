@@ -250,6 +250,7 @@ impl JobTracker {
         if let Err(e) = self.inner.store.upsert_job(&record) {
             tracing::error!(prompt_id, error = %e, "cannot record a rejected job");
         }
+        crate::metrics::job_ended(route.unwrap_or("local"), "rejected");
     }
 
     /// Every job's end, with the files it produced. Slow receivers lag (they miss events,

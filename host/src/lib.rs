@@ -14,6 +14,8 @@ pub mod gpu_cli;
 pub mod gpu_confirm;
 pub mod intercept;
 pub mod jobs;
+pub mod machine;
+pub mod metrics;
 pub mod models;
 pub mod outputs;
 pub mod overlay;

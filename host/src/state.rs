@@ -32,6 +32,8 @@ pub struct AppState {
     pub outputs: OutputSync,
     /// Model inventory, preset resolution and preset downloads.
     pub models: Arc<ModelsService>,
+    /// Machine readings, the low-disk guard and the memory guard.
+    pub machine: crate::machine::MachineMonitor,
 }
 
 impl AppState {

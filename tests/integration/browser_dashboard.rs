@@ -249,6 +249,53 @@ async fn an_admin_runs_the_workshop_from_the_dashboard() {
         open(&mut b, &host, page, ready).await;
         b.screenshot(&format!("dashboard-{page}.png")).await;
     }
+
+    // The System page: tiles with charts, the volumes, the low-disk threshold; the ComfyUI
+    // page shows its process's memory.
+    open(
+        &mut b,
+        &host,
+        "system",
+        "!!document.getElementById('sys-comfyui') && !!document.querySelector('#sys-memory polyline') \
+         && document.querySelectorAll('#volumes tbody tr').length >= 1 \
+         && document.getElementById('low-disk-state')?.innerText === 'disk ok'",
+    )
+    .await;
+    b.screenshot("dashboard-system.png").await;
+    open(
+        &mut b,
+        &host,
+        "comfyui",
+        "document.getElementById('comfy-memory')?.innerText.startsWith('memory ')",
+    )
+    .await;
+    // The low-disk banner, on every page, once the threshold is above the free space.
+    let r = Host::client()
+        .put(host.url("/comfyhost/api/system/low-disk"))
+        .bearer_auth(ADMIN_TOKEN)
+        .json(&json!({"threshold_bytes": u64::MAX / 2}))
+        .send()
+        .await
+        .expect("set threshold");
+    assert_eq!(r.status(), 200);
+    open(
+        &mut b,
+        &host,
+        "system",
+        "!document.getElementById('banner').hidden \
+         && document.getElementById('banner').innerText.includes('Low disk space') \
+         && document.getElementById('low-disk-state')?.innerText === 'low disk'",
+    )
+    .await;
+    b.screenshot("dashboard-low-disk.png").await;
+    let r = Host::client()
+        .put(host.url("/comfyhost/api/system/low-disk"))
+        .bearer_auth(ADMIN_TOKEN)
+        .json(&json!({"threshold_bytes": 0}))
+        .send()
+        .await
+        .expect("reset threshold");
+    assert_eq!(r.status(), 200);
     let ours: Vec<&String> = b.errors.iter().filter(|e| !e.contains("favicon")).collect();
     assert!(ours.is_empty(), "page errors: {ours:?}");
 }

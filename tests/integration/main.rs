@@ -11,6 +11,7 @@ mod dashboard_auth;
 mod docker_entrypoint;
 mod host_plugins;
 mod host_simulator;
+mod machine;
 mod models;
 mod output_sync;
 mod plugin_author;

@@ -11,6 +11,7 @@ mod models;
 mod outputs;
 mod plugins;
 mod session;
+mod system;
 mod users;
 
 use axum::Router;
@@ -33,6 +34,7 @@ pub fn router(state: AppState) -> Router {
         .merge(outputs::router())
         .merge(models::router())
         .merge(users::router())
+        .merge(system::router())
         .route_layer(axum::middleware::from_fn_with_state(
             state.identity.clone(),
             require_admin,

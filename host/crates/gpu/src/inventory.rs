@@ -240,6 +240,11 @@ mod tests {
             ("NVIDIA L40S", Some((8, 9))),
             ("NVIDIA L4", Some((8, 9))),
             ("NVIDIA H100 80GB HBM3", Some((9, 0))),
+            ("NVIDIA H200", Some((9, 0))),
+            ("NVIDIA H200 NVL", Some((9, 0))),
+            ("NVIDIA GH200 480GB", Some((9, 0))),
+            ("NVIDIA H20", Some((9, 0))),
+            ("NVIDIA H100 NVL", Some((9, 0))),
             ("NVIDIA B200", Some((10, 0))),
             ("NVIDIA GeForce RTX 5090", Some((12, 0))),
             (

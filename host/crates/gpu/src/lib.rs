@@ -127,6 +127,69 @@ pub async fn detect(cfg: &DetectConfig) -> GpuInventory {
     }
 }
 
+/// One backend's answer for [`compare_sources`].
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct SourceReading {
+    /// The inventory it produced.
+    pub inventory: Option<GpuInventory>,
+    /// Why it produced none.
+    pub error: Option<String>,
+    /// How long it took.
+    pub elapsed_ms: u64,
+}
+
+/// NVML's and `nvidia-smi`'s inventories side by side (detection uses the first that works;
+/// `comfyhost gpu --sources` shows both, to check one against the other on a real machine).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct SourceComparison {
+    /// `libnvidia-ml.so.1`.
+    pub nvml: SourceReading,
+    /// `nvidia-smi --query-gpu`.
+    pub nvidia_smi: SourceReading,
+}
+
+/// Reads both backends, each under the detection timeout. Never fails.
+pub async fn compare_sources(cfg: &DetectConfig) -> SourceComparison {
+    let started = std::time::Instant::now();
+    let lib = cfg.nvml_library.clone();
+    let nvml = tokio::time::timeout(
+        cfg.detect_timeout,
+        tokio::task::spawn_blocking(move || nvml::read_snapshot(lib.as_deref())),
+    )
+    .await;
+    let (inventory, error) = match nvml {
+        Ok(Ok(Ok(snapshot))) => (Some(snapshot.into_inventory()), None),
+        Ok(Ok(Err(e))) => (None, Some(e.to_string())),
+        Ok(Err(join)) => (None, Some(format!("NVML probe crashed: {join}"))),
+        Err(_) => (
+            None,
+            Some(format!("no answer within {:?}", cfg.detect_timeout)),
+        ),
+    };
+    let nvml = SourceReading {
+        inventory,
+        error,
+        elapsed_ms: elapsed_ms(started),
+    };
+    let started = std::time::Instant::now();
+    let (inventory, error) = match nvidia_smi::query(&cfg.nvidia_smi, cfg.detect_timeout).await {
+        Ok(inv) => (Some(inv), None),
+        Err(e) => (None, Some(e.to_string())),
+    };
+    SourceComparison {
+        nvml,
+        nvidia_smi: SourceReading {
+            inventory,
+            error,
+            elapsed_ms: elapsed_ms(started),
+        },
+    }
+}
+
+fn elapsed_ms(since: std::time::Instant) -> u64 {
+    u64::try_from(since.elapsed().as_millis()).unwrap_or(u64::MAX)
+}
+
 fn cpu_mode(notes: Vec<String>, driver: Option<String>, cuda: Option<CudaVersion>) -> GpuInventory {
     let reason = format!("no usable NVIDIA GPU ({})", notes.join("; "));
     tracing::info!(%reason, "GPU detection");

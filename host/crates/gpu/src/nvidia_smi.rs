@@ -135,14 +135,48 @@ pub fn parse_query_csv(text: &str, with_compute_cap: bool) -> Result<Vec<SmiRow>
     Ok(rows)
 }
 
-/// Finds `CUDA Version: 12.8` in the `nvidia-smi` banner (or `CUDA Version : 12.8` in `-q`).
+/// The version after the first of `labels` found in `text` (`Label: 12.8`, `Label : 12.8`).
+fn version_after<'a>(text: &'a str, labels: &[&str]) -> Option<&'a str> {
+    labels.iter().find_map(|label| {
+        let at = text.find(label)? + label.len();
+        let rest = text[at..].trim_start_matches([' ', ':', '\t']);
+        let end = rest
+            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+            .unwrap_or(rest.len());
+        Some(&rest[..end]).filter(|v| !v.is_empty())
+    })
+}
+
+/// Finds the driver's CUDA version in the `nvidia-smi` banner or `-q` output: `CUDA Version:
+/// 12.8` up to R5xx, `CUDA UMD Version: 13.3` from R610 on (where the old label is gone from
+/// the banner; `-q` may say `CUDA Version : Not Found`).
 pub fn parse_cuda_version(text: &str) -> Option<CudaVersion> {
-    let at = text.find("CUDA Version")? + "CUDA Version".len();
-    let rest = text[at..].trim_start_matches([' ', ':', '\t']);
-    let end = rest
-        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-        .unwrap_or(rest.len());
-    CudaVersion::parse(&rest[..end])
+    version_after(text, &["CUDA Version", "CUDA UMD Version"]).and_then(CudaVersion::parse)
+}
+
+/// Finds the driver version in the banner: `Driver Version: 570.124.06`, or `KMD Version:
+/// 610.43.02` from R610 on.
+pub fn parse_driver_version(text: &str) -> Option<String> {
+    version_after(text, &["Driver Version", "KMD Version"])
+        .filter(|v| v.contains('.'))
+        .map(str::to_owned)
+}
+
+/// Splits `nvidia-smi` query output into CSV rows and the warning lines some drivers print
+/// among them (`WARNING: infoROM is corrupted at gpu 0000:04:00.0`, persistence-mode hints).
+pub fn split_warnings(text: &str) -> (String, Vec<String>) {
+    let mut csv = String::new();
+    let mut warnings = Vec::new();
+    for line in text.lines() {
+        let t = line.trim();
+        if t.to_ascii_uppercase().starts_with("WARNING") {
+            warnings.push(t.to_owned());
+        } else {
+            csv.push_str(line);
+            csv.push('\n');
+        }
+    }
+    (csv, warnings)
 }
 
 /// Builds an inventory from recorded outputs: the CSV and (optionally) the banner.
@@ -151,8 +185,12 @@ pub fn inventory_from_outputs(
     with_compute_cap: bool,
     banner: Option<&str>,
 ) -> Result<GpuInventory, SmiError> {
-    let rows = parse_query_csv(csv, with_compute_cap)?;
-    let driver_version = rows.iter().find_map(|r| r.driver_version.clone());
+    let (csv, warnings) = split_warnings(csv);
+    let rows = parse_query_csv(&csv, with_compute_cap)?;
+    let driver_version = rows
+        .iter()
+        .find_map(|r| r.driver_version.clone())
+        .or_else(|| banner.and_then(parse_driver_version));
     let cuda_driver_version = banner.and_then(parse_cuda_version);
     let gpus: Vec<GpuInfo> = rows.into_iter().map(|r| r.gpu).collect();
     let error = gpus.is_empty().then(|| {
@@ -169,7 +207,10 @@ pub fn inventory_from_outputs(
         driver_version,
         cuda_driver_version,
         error,
-        notes: Vec::new(),
+        notes: warnings
+            .into_iter()
+            .map(|w| format!("nvidia-smi: {w}"))
+            .collect(),
     })
 }
 
@@ -191,23 +232,28 @@ async fn run(bin: &Path, args: &[&str], timeout: Duration) -> Result<String, Smi
         }
         Ok(Ok(o)) => o,
     };
-    let mut text = String::from_utf8_lossy(&out.stdout).into_owned();
+    // Rows come on stdout only: drivers print warnings on stderr that are not CSV.
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    let mut text = stdout.clone();
     text.push_str(&String::from_utf8_lossy(&out.stderr));
-    if !out.status.success() {
-        // Exit 6 with "No devices were found" is a valid empty answer.
-        if text.contains("No devices were found") {
-            return Ok(text);
-        }
+    if out.status.success() {
         if let Some(e) = classify_text(&text) {
             return Err(e);
         }
-        let first = text.lines().next().unwrap_or("").trim().to_owned();
-        return Err(SmiError::Driver(format!(
-            "exit status {}: {first}",
-            out.status
-        )));
+        return Ok(stdout);
     }
-    Ok(text)
+    // Exit 6 with "No devices were found" is a valid empty answer.
+    if text.contains("No devices were found") {
+        return Ok(text);
+    }
+    if let Some(e) = classify_text(&text) {
+        return Err(e);
+    }
+    let first = text.lines().next().unwrap_or("").trim().to_owned();
+    Err(SmiError::Driver(format!(
+        "exit status {}: {first}",
+        out.status
+    )))
 }
 
 /// Runs `nvidia-smi` (binary `bin`) and builds an inventory.
@@ -278,6 +324,25 @@ mod tests {
             Some(CudaVersion::new(13, 0))
         );
         assert_eq!(parse_cuda_version("nothing here"), None);
+    }
+
+    #[test]
+    fn r610_banner_names_kmd_and_cuda_umd_versions() {
+        let b = "| NVIDIA-SMI 610.43.02              KMD Version: 610.43.02     CUDA UMD Version: 13.3     |";
+        assert_eq!(parse_cuda_version(b), Some(CudaVersion::new(13, 3)));
+        assert_eq!(parse_driver_version(b).as_deref(), Some("610.43.02"));
+        let q = "Driver Version                            : 580.105.06\nCUDA Version                              : Not Found\n";
+        assert_eq!(parse_cuda_version(q), None);
+        assert_eq!(parse_driver_version(q).as_deref(), Some("580.105.06"));
+    }
+
+    #[test]
+    fn warning_lines_among_rows_become_notes() {
+        let csv = "WARNING: infoROM is corrupted at gpu 0000:04:00.0\n0, NVIDIA H200, GPU-1, 9.0, 143771, 143252, 570.133.20, Disabled\n";
+        let inv = inventory_from_outputs(csv, true, None).unwrap();
+        assert_eq!(inv.gpus.len(), 1);
+        assert_eq!(inv.notes.len(), 1);
+        assert!(inv.notes[0].contains("infoROM"), "{:?}", inv.notes);
     }
 
     #[tokio::test]

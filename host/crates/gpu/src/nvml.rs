@@ -153,6 +153,20 @@ type FnMig = unsafe extern "C" fn(NvmlDeviceHandle, *mut c_uint, *mut c_uint) ->
 type FnSysString = unsafe extern "C" fn(*mut c_char, c_uint) -> NvmlReturn;
 type FnInt = unsafe extern "C" fn(*mut c_int) -> NvmlReturn;
 type FnErrStr = unsafe extern "C" fn(NvmlReturn) -> *const c_char;
+type FnUtil = unsafe extern "C" fn(NvmlDeviceHandle, *mut NvmlUtilization) -> NvmlReturn;
+type FnTemp = unsafe extern "C" fn(NvmlDeviceHandle, c_uint, *mut c_uint) -> NvmlReturn;
+
+/// `nvmlUtilization_t`: percent of time the GPU / its memory were busy over the last sample
+/// period.
+#[repr(C)]
+#[derive(Default)]
+struct NvmlUtilization {
+    gpu: c_uint,
+    memory: c_uint,
+}
+
+/// `NVML_TEMPERATURE_GPU`: the GPU die sensor.
+const NVML_TEMPERATURE_GPU: c_uint = 0;
 
 /// Resolved entry points. Function pointers are copied out of `libloading::Symbol`s; they
 /// stay valid as long as `_lib` (kept alive in this struct) is not dropped.
@@ -167,8 +181,11 @@ struct Api {
     mem: FnMem,
     mig: Option<FnMig>,
     driver: FnSysString,
-    cuda: FnInt,
+    /// `nvmlSystemGetCudaDriverVersion_v2`, else the unversioned symbol (older drivers).
+    cuda: Option<FnInt>,
     err_str: Option<FnErrStr>,
+    util: Option<FnUtil>,
+    temp: Option<FnTemp>,
     _lib: libloading::Library,
 }
 
@@ -206,8 +223,12 @@ impl Api {
             mem: sym!(b"nvmlDeviceGetMemoryInfo\0", FnMem)?,
             mig: sym!(b"nvmlDeviceGetMigMode\0", FnMig).ok(),
             driver: sym!(b"nvmlSystemGetDriverVersion\0", FnSysString)?,
-            cuda: sym!(b"nvmlSystemGetCudaDriverVersion_v2\0", FnInt)?,
+            cuda: sym!(b"nvmlSystemGetCudaDriverVersion_v2\0", FnInt)
+                .or_else(|_| sym!(b"nvmlSystemGetCudaDriverVersion\0", FnInt))
+                .ok(),
             err_str: sym!(b"nvmlErrorString\0", FnErrStr).ok(),
+            util: sym!(b"nvmlDeviceGetUtilizationRates\0", FnUtil).ok(),
+            temp: sym!(b"nvmlDeviceGetTemperature\0", FnTemp).ok(),
             _lib: lib,
         };
         Ok(api)
@@ -284,8 +305,10 @@ fn read_with(api: &Api) -> Result<NvmlSnapshot, NvmlError> {
         _ => None,
     };
     let mut cuda: c_int = 0;
-    // SAFETY: `cuda` is a valid out-pointer.
-    let cuda_driver_version = (unsafe { (api.cuda)(&mut cuda) } == NVML_SUCCESS).then_some(cuda);
+    let cuda_driver_version = api.cuda.and_then(|f| {
+        // SAFETY: `cuda` is a valid out-pointer.
+        (unsafe { f(&mut cuda) } == NVML_SUCCESS).then_some(cuda)
+    });
     let mut count: c_uint = 0;
     // SAFETY: `count` is a valid out-pointer.
     api.check("nvmlDeviceGetCount_v2", unsafe { (api.count)(&mut count) })?;
@@ -340,6 +363,99 @@ fn read_with(api: &Api) -> Result<NvmlSnapshot, NvmlError> {
     })
 }
 
+/// Live values of one GPU, sampled for the host's System page and metrics.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GpuLiveStats {
+    /// NVML index.
+    pub index: u32,
+    /// Marketing name.
+    pub name: String,
+    /// Percent of the last sample period the GPU was busy.
+    pub utilization_percent: Option<u32>,
+    /// Bytes in use.
+    pub memory_used_bytes: Option<u64>,
+    /// Total bytes.
+    pub memory_total_bytes: Option<u64>,
+    /// Die temperature.
+    pub temperature_celsius: Option<u32>,
+}
+
+/// NVML kept loaded and initialised for periodic sampling (the inventory reads it once with
+/// [`read_snapshot`]). Dropping it shuts NVML down.
+pub struct NvmlSession {
+    api: Api,
+}
+
+impl std::fmt::Debug for NvmlSession {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NvmlSession").finish_non_exhaustive()
+    }
+}
+
+impl NvmlSession {
+    /// Loads and initialises NVML. Blocking.
+    pub fn open(library: Option<&Path>) -> Result<Self, NvmlError> {
+        let lib_name = library.map_or_else(|| NVML_LIBRARY.to_owned(), |p| p.display().to_string());
+        let api = Api::load(&lib_name)?;
+        // SAFETY: nvmlInit_v2 takes no arguments; balanced by nvmlShutdown in Drop.
+        api.check("nvmlInit_v2", unsafe { (api.init)() })?;
+        Ok(Self { api })
+    }
+
+    /// Utilisation, memory and temperature of every device. Blocking (a few ms).
+    pub fn sample(&self) -> Result<Vec<GpuLiveStats>, NvmlError> {
+        let api = &self.api;
+        let mut count: c_uint = 0;
+        // SAFETY: `count` is a valid out-pointer.
+        api.check("nvmlDeviceGetCount_v2", unsafe { (api.count)(&mut count) })?;
+        let mut out = Vec::with_capacity(count as usize);
+        for i in 0..count {
+            let mut h: NvmlDeviceHandle = std::ptr::null_mut();
+            // SAFETY: `i` < count and `h` is a valid out-pointer.
+            api.check("nvmlDeviceGetHandleByIndex_v2", unsafe {
+                (api.handle)(i, &mut h)
+            })?;
+            let mut name_buf = [0 as c_char; STRING_BUFFER];
+            // SAFETY: valid handle; the buffer is STRING_BUFFER long.
+            let name_ok = unsafe { (api.name)(h, name_buf.as_mut_ptr(), STRING_BUFFER as c_uint) }
+                == NVML_SUCCESS;
+            let mut mem = NvmlMemory::default();
+            // SAFETY: `mem` has the layout of nvmlMemory_t (v1).
+            let mem_ok = unsafe { (api.mem)(h, &mut mem) } == NVML_SUCCESS;
+            let utilization_percent = api.util.and_then(|f| {
+                let mut u = NvmlUtilization::default();
+                // SAFETY: valid handle and out-pointer of nvmlUtilization_t's layout.
+                (unsafe { f(h, &mut u) } == NVML_SUCCESS).then_some(u.gpu)
+            });
+            let temperature_celsius = api.temp.and_then(|f| {
+                let mut t: c_uint = 0;
+                // SAFETY: valid handle, sensor id and out-pointer.
+                (unsafe { f(h, NVML_TEMPERATURE_GPU, &mut t) } == NVML_SUCCESS).then_some(t)
+            });
+            out.push(GpuLiveStats {
+                index: i,
+                name: if name_ok {
+                    buf_to_string(&name_buf)
+                } else {
+                    String::new()
+                },
+                utilization_percent,
+                memory_used_bytes: mem_ok.then_some(mem.used),
+                memory_total_bytes: mem_ok.then_some(mem.total),
+                temperature_celsius,
+            });
+        }
+        Ok(out)
+    }
+}
+
+impl Drop for NvmlSession {
+    fn drop(&mut self) {
+        // SAFETY: balanced with the successful nvmlInit_v2 in `open`.
+        let _ = unsafe { (self.api.shutdown)() };
+    }
+}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
@@ -361,6 +477,13 @@ mod tests {
             NvmlError::SymbolMissing { symbol, .. } => assert_eq!(symbol, "nvmlInit_v2"),
             other => panic!("unexpected {other}"),
         }
+    }
+
+    #[test]
+    fn a_live_session_needs_the_library() {
+        let err = NvmlSession::open(Some(Path::new("/nonexistent/libnvidia-ml.so.1")))
+            .expect_err("no such library");
+        assert!(matches!(err, NvmlError::LibraryMissing { .. }), "{err}");
     }
 
     #[test]

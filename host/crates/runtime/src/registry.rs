@@ -208,6 +208,12 @@ struct Inner {
     /// Per-plugin WASI resource pools, kept across reloads.
     resource_pools: Mutex<HashMap<String, Arc<ResourcePool>>>,
     host_memory: Arc<HostMemory>,
+    observer: std::sync::OnceLock<Arc<dyn CallObserver>>,
+}
+
+/// Told about every hook call as it returns (the host's metrics). Must be cheap.
+pub trait CallObserver: Send + Sync {
+    fn observe(&self, plugin: &str, hook: HookKind, elapsed: std::time::Duration, ok: bool);
 }
 
 /// Installed plugins and their chains. Cheap to clone.
@@ -262,8 +268,14 @@ impl PluginRegistry {
                 scan_memory: ScanMemory::default(),
                 resource_pools: Mutex::new(HashMap::new()),
                 host_memory,
+                observer: std::sync::OnceLock::new(),
             }),
         })
+    }
+
+    /// Sets the observer told about every hook call (once; later calls are ignored).
+    pub fn set_call_observer(&self, observer: Arc<dyn CallObserver>) {
+        let _ = self.inner.observer.set(observer);
     }
 
     // ----- discovery -------------------------------------------------------------------------
@@ -974,6 +986,9 @@ impl PluginRegistry {
         let started = Instant::now();
         let result = loaded.code.call(&env, input).instrument(span.clone()).await;
         let elapsed = started.elapsed();
+        if let Some(o) = self.inner.observer.get() {
+            o.observe(&slot.id, hook, elapsed, result.is_ok());
+        }
         let tripped = {
             let mut health = slot.health.lock();
             health.stats.record(elapsed, result.is_ok());

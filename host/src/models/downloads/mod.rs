@@ -92,11 +92,15 @@ pub enum InstallError {
         "no models directory is known for folder `{0}` (attach mode without extra_model_paths?)"
     )]
     NoDestination(String),
-    #[error("not enough disk space in {path}: need {needed} bytes, {available} available")]
+    #[error(
+        "not enough disk space in {path}: need {needed} bytes and the low-disk threshold of {reserve} bytes kept free, {available} available"
+    )]
     InsufficientSpace {
         path: PathBuf,
         needed: u64,
         available: u64,
+        /// The host-wide low-disk threshold every write must leave free.
+        reserve: u64,
     },
     #[error("{0}")]
     Io(String),
@@ -448,7 +452,8 @@ impl DownloadManager {
         Ok(id)
     }
 
-    /// Refuse when the known remaining bytes exceed the free space of their filesystem.
+    /// Refuse when the known remaining bytes would not fit into the free space of their
+    /// filesystem with the host's low-disk threshold kept ([`crate::machine::disk_guard::fits`]).
     fn check_space(&self, files: &[SavedFile]) -> Result<(), InstallError> {
         let mut need: HashMap<u64, (PathBuf, u64)> = HashMap::new();
         for f in files {
@@ -465,11 +470,12 @@ impl DownloadManager {
         }
         for (_, (path, needed)) in need {
             let available = disk::free_bytes(&path).map_err(|e| InstallError::Io(e.to_string()))?;
-            if needed > available {
+            if !crate::machine::disk_guard::fits(needed, available) {
                 return Err(InstallError::InsufficientSpace {
                     path,
                     needed,
                     available,
+                    reserve: crate::machine::disk_guard::reserve_bytes(),
                 });
             }
         }

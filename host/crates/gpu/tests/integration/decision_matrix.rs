@@ -21,6 +21,8 @@ fn accepted() -> BTreeSet<String> {
 
 #[derive(Clone, Copy, Debug)]
 enum Torch {
+    /// 2.11.0+cu130 (the H200 image; CUDA 13 builds start at sm_75).
+    Cu130,
     /// 2.8.0+cu128 (Blackwell-capable).
     Cu128,
     /// 2.5.1+cu124 (no sm_100 / sm_120).
@@ -31,6 +33,19 @@ enum Torch {
 
 fn torch_probe(t: Torch) -> EnvProbe {
     let (v, cuda, arch): (&str, &str, &[&str]) = match t {
+        Torch::Cu130 => (
+            "2.11.0+cu130",
+            "13.0",
+            &[
+                "sm_75",
+                "sm_80",
+                "sm_86",
+                "sm_90",
+                "sm_100",
+                "sm_120",
+                "compute_120",
+            ],
+        ),
         Torch::Cu128 => (
             "2.8.0+cu128",
             "12.8",
@@ -128,6 +143,7 @@ fn class_of(case: &str) -> (Class, Torch) {
         "rtx3090" | "rtx4090" | "h100" | "rtx5090" | "multi_2x4090" | "mixed_3090_4090" => {
             (Class::SageCapable, Torch::Cu128)
         }
+        "h200" => (Class::SageCapable, Torch::Cu130),
         "b200" => (Class::Sm100, Torch::Cu128),
         // driver CUDA 12.2 vs torch cu128
         "driver_too_old_4090" => (Class::Refused, Torch::Cu128),

@@ -97,6 +97,57 @@ async fn nvidia_smi_fallback_runs_the_tool() {
     assert!(inv.notes[0].contains("NVML unavailable"), "{:?}", inv.notes);
 }
 
+/// Drivers print warnings on stderr next to the CSV rows (an infoROM warning, a persistence
+/// mode hint); they are notes, not a reason to fall back to CPU mode.
+#[tokio::test]
+async fn nvidia_smi_warnings_on_stderr_do_not_break_the_rows() {
+    let dir = tempfile::tempdir().unwrap();
+    let f = fixture_dir().join("h200");
+    let smi = script(
+        dir.path(),
+        "nvidia-smi",
+        &format!(
+            "echo 'WARNING: infoROM is corrupted at gpu 0000:19:00.0' >&2\n\
+             if [ $# -eq 0 ]; then cat '{}'; else cat '{}'; fi",
+            f.join("nvidia-smi.txt").display(),
+            f.join("nvidia-smi-query.csv").display()
+        ),
+    );
+    let cfg = DetectConfig {
+        nvidia_smi: smi,
+        ..no_driver_config()
+    };
+    let inv = detect(&cfg).await;
+    assert_eq!(inv.source, InventorySource::NvidiaSmi, "{inv:?}");
+    assert_eq!(inv.gpus[0].name, "NVIDIA H200");
+    assert_eq!(
+        inv.cuda_driver_version.map(|c| c.to_string()).as_deref(),
+        Some("13.0")
+    );
+}
+
+#[tokio::test]
+async fn both_sources_are_reported_side_by_side() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = DetectConfig {
+        nvidia_smi: replay_smi(dir.path(), "h200", false),
+        ..no_driver_config()
+    };
+    let both = comfyhost_gpu::compare_sources(&cfg).await;
+    assert!(both.nvml.inventory.is_none());
+    assert!(
+        both.nvml
+            .error
+            .as_deref()
+            .is_some_and(|e| e.contains("libnvidia-ml")),
+        "{:?}",
+        both.nvml
+    );
+    let smi = both.nvidia_smi.inventory.expect("nvidia-smi inventory");
+    assert_eq!(smi.gpus[0].vram_total_mib, Some(143771));
+    assert!(both.nvidia_smi.error.is_none());
+}
+
 #[tokio::test]
 async fn legacy_driver_retries_without_compute_cap() {
     let dir = tempfile::tempdir().unwrap();

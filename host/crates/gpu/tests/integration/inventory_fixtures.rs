@@ -41,6 +41,11 @@ fn expected(case: &str) -> (&'static str, (u32, u32), Vec<Gpu>) {
             (12, 8),
             vec![("NVIDIA H100 80GB HBM3", (9, 0), 81559, 81006, Disabled)],
         ),
+        "h200" => (
+            "580.95.05",
+            (13, 0),
+            vec![("NVIDIA H200", (9, 0), 143771, 143252, Disabled)],
+        ),
         "b200" => (
             "570.124.06",
             (12, 8),
@@ -161,4 +166,15 @@ fn driver_failure_output_is_an_error_not_a_panic() {
         matches!(err, SmiError::Driver(ref m) if m.contains("couldn't communicate")),
         "{err}"
     );
+}
+
+/// R610 drivers renamed the banner's versions (`KMD Version`, `CUDA UMD Version`); the CUDA
+/// version decides which torch builds can run, so losing it would misjudge the environment.
+#[test]
+fn r610_banner_still_gives_the_cuda_driver_version() {
+    let inv = smi_inventory("h200_r610");
+    assert_eq!(inv.gpus[0].name, "NVIDIA H200 NVL");
+    assert_eq!(inv.gpus[0].sm, Some(ComputeCapability::new(9, 0)));
+    assert_eq!(inv.driver_version.as_deref(), Some("610.43.02"));
+    assert_eq!(inv.cuda_driver_version, Some(CudaVersion::new(13, 3)));
 }

@@ -6,7 +6,7 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use comfyhost_gpu::nvml::{NvmlError, NvmlSnapshot, read_snapshot};
+use comfyhost_gpu::nvml::{GpuLiveStats, NvmlError, NvmlSession, NvmlSnapshot, read_snapshot};
 use comfyhost_gpu::{DetectConfig, InventorySource, detect};
 
 const FAKE_NVML_C: &str = r#"
@@ -48,7 +48,15 @@ int nvmlDeviceGetMemoryInfo(void *h, nvmlMemory_t *m) {
 }
 int nvmlDeviceGetMigMode(void *h, unsigned *c, unsigned *p) { (void)h; (void)c; (void)p; return 3; }
 int nvmlSystemGetDriverVersion(char *b, unsigned n) { return put(b, n, "570.133.07"); }
+typedef struct { unsigned gpu, memory; } nvmlUtilization_t;
+int nvmlDeviceGetUtilizationRates(void *h, nvmlUtilization_t *u) { if (!refs) return 1; u->gpu = idx(h) ? 87 : 3; u->memory = 40; return 0; }
+int nvmlDeviceGetTemperature(void *h, unsigned sensor, unsigned *t) { if (!refs || sensor != 0) return 2; *t = idx(h) ? 71 : 45; return 0; }
+#ifdef OLD_CUDA_SYMBOL
+/* Drivers before the _v2 entry point export only the unversioned one. */
+int nvmlSystemGetCudaDriverVersion(int *v) { *v = 11040; return 0; }
+#else
 int nvmlSystemGetCudaDriverVersion_v2(int *v) { *v = 12080; return 0; }
+#endif
 "#;
 
 fn build(dir: &Path, name: &str, defines: &[&str]) -> PathBuf {
@@ -124,4 +132,45 @@ async fn detect_prefers_nvml_when_it_loads() {
         Some("12.8")
     );
     assert!(inv.error.is_none() && inv.notes.is_empty());
+}
+
+#[test]
+fn driver_without_the_v2_cuda_version_symbol_still_reads_devices() {
+    let dir = tempfile::tempdir().unwrap();
+    let lib = build(dir.path(), "libnvidia-ml-old.so", &["-DOLD_CUDA_SYMBOL"]);
+    let snap = read_snapshot(Some(&lib)).unwrap();
+    assert_eq!(snap.devices.len(), 2);
+    assert_eq!(snap.cuda_driver_version, Some(11040));
+}
+
+#[test]
+fn live_session_samples_utilisation_memory_and_temperature() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("calls.log");
+    let define = format!("-DLOG_PATH=\"{}\"", log.display());
+    let lib = build(dir.path(), "libnvidia-ml-live.so", &[&define]);
+    let session = NvmlSession::open(Some(&lib)).unwrap();
+    let first = session.sample().unwrap();
+    assert_eq!(
+        session.sample().unwrap(),
+        first,
+        "sampling twice reuses one session"
+    );
+    assert_eq!(
+        first[1],
+        GpuLiveStats {
+            index: 1,
+            name: "NVIDIA GeForce RTX 4090".into(),
+            utilization_percent: Some(87),
+            memory_used_bytes: Some(25757220864 - 25246687808),
+            memory_total_bytes: Some(25757220864),
+            temperature_celsius: Some(71),
+        }
+    );
+    assert_eq!(first[0].utilization_percent, Some(3));
+    drop(session);
+    assert_eq!(
+        std::fs::read_to_string(&log).unwrap(),
+        "init 1\nshutdown 0\n"
+    );
 }

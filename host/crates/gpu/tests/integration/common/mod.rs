@@ -40,6 +40,7 @@ pub const CASES: &[&str] = &[
     "rtx3090",
     "rtx4090",
     "h100",
+    "h200",
     "b200",
     "rtx5090",
     "multi_2x4090",
