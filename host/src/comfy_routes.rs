@@ -1,6 +1,8 @@
 //! ComfyUI endpoints the host answers in part itself, so jobs it runs elsewhere look local:
 //! `GET /queue` and `GET /history[/{id}]` include remote jobs, `GET /view` serves their outputs,
-//! `POST /interrupt` and `POST /queue {delete}` reach the backend that runs them. Everything
+//! `POST /interrupt` and `POST /queue {delete | clear}` reach the backend that runs them. For the current
+//! frontend (ComfyUI ≥ 0.6) `GET /api/jobs[/{id}]` include remote jobs in the jobs-API shapes and
+//! `POST /api/jobs/{id}/cancel` / `POST /api/jobs/cancel` cancel them on their backend. Everything
 //! else, and every request about local jobs, goes through the proxy unchanged. Each path is
 //! also served under ComfyUI's `/api` alias.
 
@@ -15,6 +17,7 @@ use tower::ServiceExt;
 
 use crate::overlay::OverlayDriver;
 use crate::remote::RemoteRunner;
+use crate::remote::jobs_view as views_jobs;
 use crate::remote::outputs::OutputCache;
 use crate::remote::views;
 
@@ -48,6 +51,18 @@ pub fn router(prefix: &str, remote: RemoteRunner, status: OverlayDriver, proxy: 
             .route(&format!("{base}/interrupt"), post(interrupt))
             .route(&format!("{base}/extensions"), get(extensions));
     }
+    // ComfyUI registers the jobs API with its full `/api/...` path only.
+    r = r
+        .route(&format!("{prefix}/api/jobs"), get(jobs_list))
+        .route(
+            &format!("{prefix}/api/jobs/cancel"),
+            post(jobs_cancel_batch),
+        )
+        .route(&format!("{prefix}/api/jobs/{{job_id}}"), get(job_one))
+        .route(
+            &format!("{prefix}/api/jobs/{{job_id}}/cancel"),
+            post(job_cancel),
+        );
     r.with_state(state)
 }
 
@@ -234,7 +249,122 @@ async fn queue_command(State(o): State<Overlay>, req: Request) -> Response {
             o.remote.cancel(id).await;
         }
     }
+    // `{"clear": true}` empties the pending queue, remote jobs that have not started included
+    // (like ComfyUI, it leaves the running ones alone).
+    if cmd.get("clear").and_then(Value::as_bool) == Some(true) {
+        for row in o.remote.store_rows(true) {
+            if row.state != "running" {
+                o.remote.cancel(&row.prompt_id).await;
+            }
+        }
+    }
     forward(&o, req).await
+}
+
+/// `GET /api/jobs`: the local ComfyUI's jobs (asked without paging) plus the remote ones,
+/// filtered, sorted and paged as ComfyUI does. Invalid queries get the local ComfyUI's answer.
+async fn jobs_list(State(o): State<Overlay>, req: Request) -> Response {
+    let pairs: Vec<(String, String)> = req
+        .uri()
+        .query()
+        .map(|q| {
+            url::form_urlencoded::parse(q.as_bytes())
+                .into_owned()
+                .collect()
+        })
+        .unwrap_or_default();
+    let Some(query) = views_jobs::JobsQuery::parse(&pairs) else {
+        return forward(&o, req).await;
+    };
+    let (mut parts, body) = req.into_parts();
+    let unpaged: String = url::form_urlencoded::Serializer::new(String::new())
+        .extend_pairs(pairs.iter().filter(|(k, _)| k != "limit" && k != "offset"))
+        .finish();
+    let path = parts.uri.path().to_string();
+    let uri = if unpaged.is_empty() {
+        path
+    } else {
+        format!("{path}?{unpaged}")
+    };
+    match uri.parse() {
+        Ok(u) => parts.uri = u,
+        Err(_) => return StatusCode::BAD_REQUEST.into_response(),
+    }
+    let (v, parts) = match forward_json(&o, Request::from_parts(parts, body)).await {
+        Ok(x) => x,
+        Err(resp) => return resp,
+    };
+    let mut jobs: Vec<Value> = v
+        .get("jobs")
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default();
+    jobs.extend(
+        o.remote
+            .store_rows(false)
+            .iter()
+            .map(|row| views_jobs::job(row, false))
+            .filter(|j| query.wants(j)),
+    );
+    json_response(parts, &query.page(jobs))
+}
+
+/// `GET /api/jobs/{id}`: a remote job from the host's store, anything else from ComfyUI.
+async fn job_one(
+    State(o): State<Overlay>,
+    axum::extract::Path(job_id): axum::extract::Path<String>,
+    req: Request,
+) -> Response {
+    match o.remote.store_row(&job_id) {
+        Some(row) => axum::Json(views_jobs::job(&row, true)).into_response(),
+        None => forward(&o, req).await,
+    }
+}
+
+/// `POST /api/jobs/{id}/cancel`: a remote job is cancelled on its backend.
+async fn job_cancel(
+    State(o): State<Overlay>,
+    axum::extract::Path(job_id): axum::extract::Path<String>,
+    req: Request,
+) -> Response {
+    if o.remote.cancel(&job_id).await {
+        return axum::Json(json!({"cancelled": true})).into_response();
+    }
+    forward(&o, req).await
+}
+
+/// `POST /api/jobs/cancel {"job_ids": [...]}`: remote ids are cancelled on their backends, the
+/// rest go to the local ComfyUI (which also validates them).
+async fn jobs_cancel_batch(State(o): State<Overlay>, req: Request) -> Response {
+    let (cmd, req) = match read_command(req).await {
+        Ok(x) => x,
+        Err(r) => return r,
+    };
+    let Some(ids) = cmd.get("job_ids").and_then(Value::as_array) else {
+        return forward(&o, req).await;
+    };
+    let mut remote_cancelled = false;
+    let mut local: Vec<Value> = Vec::new();
+    for id in ids {
+        match id.as_str() {
+            Some(s) if o.remote.is_active(s) => remote_cancelled |= o.remote.cancel(s).await,
+            _ => local.push(id.clone()),
+        }
+    }
+    if local.is_empty() {
+        return axum::Json(json!({"cancelled": remote_cancelled})).into_response();
+    }
+    let (mut parts, _) = req.into_parts();
+    parts.headers.remove(header::CONTENT_LENGTH);
+    let body = json!({ "job_ids": local }).to_string();
+    let req = Request::from_parts(parts, Body::from(body));
+    if !remote_cancelled {
+        return forward(&o, req).await;
+    }
+    match forward_json(&o, req).await {
+        Ok((_, parts)) => json_response(parts, &json!({"cancelled": true})),
+        Err(resp) => resp,
+    }
 }
 
 async fn overlay_script() -> Response {

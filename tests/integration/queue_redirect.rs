@@ -927,3 +927,248 @@ async fn success_without_outputs_is_a_failure() {
     let j = job(&s.host, &pid).await;
     assert_eq!(j["status"], "failed");
 }
+
+/// A workflow whose first node is not in the backend's cache (a cached node would let the
+/// interrupt land only after the slow last node).
+fn uncached_workflow(tag: &str, color: u64) -> Value {
+    let mut w = empty_image_workflow(tag);
+    w["1"]["inputs"]["color"] = json!(color);
+    w
+}
+
+/// `GET /api/jobs[?query]` through the host.
+async fn jobs_api(host: &Host, path_and_query: &str) -> Value {
+    Host::client()
+        .get(host.url(path_and_query))
+        .send()
+        .await
+        .expect("jobs api")
+        .json()
+        .await
+        .expect("json")
+}
+
+async fn remote_was_interrupted(remote: &RemoteSim, pid: &str) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let h = remote.history(pid).await;
+        if h[pid]["status"]["messages"]
+            .to_string()
+            .contains("execution_interrupted")
+        {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "remote never interrupted {pid}: {h:#}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_jobs_api_lists_remote_jobs_and_cancels_them_on_their_backend() {
+    // Both backends and the local ComfyUI are simulators in their default, current (0.33.0) profile.
+    let a = RemoteSim::start(&["--sim-node-delay-ms", "3000"]).await;
+    let b = RemoteSim::start(&[]).await;
+    let s = start(
+        &two_backends(&a, &b),
+        json!({"rules": [
+            {"name": "slow", "flag": "route", "equals": "slow", "route": "backend:a"},
+            {"name": "fast", "route": "backend:b"}
+        ]}),
+        &[],
+    )
+    .await;
+    let host = &s.host;
+    wait_backends_healthy(host, &["a", "b"]).await;
+    let mut ws = connect(host, "c-jobs").await;
+
+    // 1. A finished remote job is listed as completed, with its outputs.
+    let (st, body) = submit(
+        host,
+        empty_image_workflow("jobs-done"),
+        "c-jobs",
+        None,
+        json!({}),
+    )
+    .await;
+    assert_eq!(st, 200, "{body}");
+    let done = body["prompt_id"].as_str().expect("id").to_string();
+    until_done(&mut ws, &done, Duration::from_secs(30)).await;
+    assert!(b.history_ids().await.contains(&done), "ran on b");
+    let list = jobs_api(host, "/api/jobs?status=completed").await;
+    let entry = list["jobs"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|j| j["id"] == done.as_str())
+        .unwrap_or_else(|| panic!("remote job missing from /api/jobs: {list:#}"));
+    assert_eq!(entry["status"], "completed");
+    assert!(entry["outputs_count"].as_u64() >= Some(1), "{entry:#}");
+    assert_eq!(entry["preview_output"]["mediaType"], "images", "{entry:#}");
+    // The host's fair-queue number, as `/queue` shows it (not yet an integer: see issue 19, item 5).
+    assert!(entry["priority"].is_number(), "{entry:#}");
+    assert!(list["pagination"]["total"].as_u64() >= Some(1), "{list:#}");
+    let one = jobs_api(host, &format!("/api/jobs/{done}")).await;
+    assert_eq!(one["status"], "completed", "{one:#}");
+    assert!(
+        one["outputs"].as_object().is_some_and(|o| !o.is_empty()),
+        "{one:#}"
+    );
+
+    // 2. A running remote job is listed as in progress and cancelled by `POST /api/jobs/{id}/cancel`.
+    let (st, body) = submit(
+        host,
+        uncached_workflow("jobs-run", 1),
+        "c-jobs",
+        None,
+        json!({"route": "slow"}),
+    )
+    .await;
+    assert_eq!(st, 200, "{body}");
+    let running = body["prompt_id"].as_str().expect("id").to_string();
+    loop {
+        let m = next_json(&mut ws, Duration::from_secs(20))
+            .await
+            .expect("event");
+        if m["type"] == "execution_start" && m["data"]["prompt_id"] == running.as_str() {
+            break;
+        }
+    }
+    let list = jobs_api(host, "/api/jobs?status=in_progress,pending").await;
+    assert!(
+        list["jobs"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .any(|j| j["id"] == running.as_str() && j["status"] == "in_progress"),
+        "{list:#}"
+    );
+    let r = Host::client()
+        .post(host.url(&format!("/api/jobs/{running}/cancel")))
+        .send()
+        .await
+        .expect("cancel");
+    assert_eq!(r.status().as_u16(), 200);
+    assert_eq!(
+        r.json::<Value>().await.expect("json"),
+        json!({"cancelled": true})
+    );
+    remote_was_interrupted(&a, &running).await;
+    until_done(&mut ws, &running, Duration::from_secs(20)).await;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let one = jobs_api(host, &format!("/api/jobs/{running}")).await;
+        if one["status"] == "cancelled" {
+            break;
+        }
+        assert!(Instant::now() < deadline, "never cancelled: {one:#}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    // 3. `POST /api/jobs/cancel {"job_ids": [...]}` reaches the backend too.
+    let (st, body) = submit(
+        host,
+        uncached_workflow("jobs-batch", 2),
+        "c-jobs",
+        None,
+        json!({"route": "slow"}),
+    )
+    .await;
+    assert_eq!(st, 200, "{body}");
+    let batch = body["prompt_id"].as_str().expect("id").to_string();
+    loop {
+        let m = next_json(&mut ws, Duration::from_secs(20))
+            .await
+            .expect("event");
+        if m["type"] == "execution_start" && m["data"]["prompt_id"] == batch.as_str() {
+            break;
+        }
+    }
+    let r = Host::client()
+        .post(host.url("/api/jobs/cancel"))
+        .json(&json!({"job_ids": [batch]}))
+        .send()
+        .await
+        .expect("cancel batch");
+    assert_eq!(r.status().as_u16(), 200);
+    assert_eq!(
+        r.json::<Value>().await.expect("json"),
+        json!({"cancelled": true})
+    );
+    remote_was_interrupted(&a, &batch).await;
+    until_done(&mut ws, &batch, Duration::from_secs(20)).await;
+
+    // 4. `POST /queue {"clear": true}` removes a remote job waiting on its backend.
+    let (_, body) = submit(
+        host,
+        uncached_workflow("jobs-first", 3),
+        "c-jobs",
+        None,
+        json!({"route": "slow"}),
+    )
+    .await;
+    let first = body["prompt_id"].as_str().expect("id").to_string();
+    loop {
+        let m = next_json(&mut ws, Duration::from_secs(20))
+            .await
+            .expect("event");
+        if m["type"] == "execution_start" && m["data"]["prompt_id"] == first.as_str() {
+            break;
+        }
+    }
+    let (_, body) = submit(
+        host,
+        uncached_workflow("jobs-waiting", 4),
+        "c-jobs",
+        None,
+        json!({"route": "slow"}),
+    )
+    .await;
+    let waiting = body["prompt_id"].as_str().expect("id").to_string();
+    let remote_pending = |q: &Value| {
+        q["queue_pending"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .any(|i| i[1] == waiting.as_str())
+    };
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let q: Value = Host::client()
+            .get(format!("{}/queue", a.url()))
+            .send()
+            .await
+            .expect("q")
+            .json()
+            .await
+            .expect("json");
+        if remote_pending(&q) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "second job never queued on a: {q:#}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let r = Host::client()
+        .post(host.url("/queue"))
+        .json(&json!({"clear": true}))
+        .send()
+        .await
+        .expect("clear");
+    assert_eq!(r.status().as_u16(), 200);
+    let q: Value = Host::client()
+        .get(format!("{}/queue", a.url()))
+        .send()
+        .await
+        .expect("q")
+        .json()
+        .await
+        .expect("json");
+    assert!(!remote_pending(&q), "still pending on a after clear: {q:#}");
+    let one = jobs_api(host, &format!("/api/jobs/{waiting}")).await;
+    assert_eq!(one["status"], "cancelled", "{one:#}");
+}

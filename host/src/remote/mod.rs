@@ -7,6 +7,7 @@
 
 pub mod comfy;
 pub mod comfy_socket;
+pub mod jobs_view;
 pub mod messages;
 pub mod outputs;
 pub mod serverless;
@@ -448,6 +449,11 @@ impl RemoteRunner {
                 tracing::error!(error = %e, "cannot read remote jobs");
                 Vec::new()
             })
+    }
+
+    /// One remote job's row, finished or not.
+    pub fn store_row(&self, prompt_id: &str) -> Option<RemoteJobRow> {
+        self.inner.store.remote_job(prompt_id).ok().flatten()
     }
 
     /// The `/history/{id}` entry of a finished remote job.

@@ -1,4 +1,5 @@
-//! comfy-sim: a faithful ComfyUI 0.3.64 simulator.
+//! comfy-sim: a faithful ComfyUI simulator: the current 0.33.0 by default, 0.3.64 on request
+//! ([`Profile`], `--sim-profile 0.3.64`).
 //!
 //! It speaks ComfyUI's HTTP + WebSocket protocol (validation errors, queue, history, caching,
 //! progress, previews, interrupts) with node behaviour simulated on solid-colour images, and
@@ -18,6 +19,7 @@ pub mod execution;
 pub mod options;
 pub mod paths;
 pub mod png;
+pub mod profile;
 pub mod pyfmt;
 pub mod pyjson;
 pub mod routes;
@@ -31,6 +33,7 @@ use std::sync::Arc;
 use anyhow::Context;
 
 pub use options::{OptionsError, SimOptions};
+pub use profile::Profile;
 
 /// Creates the directories the simulator writes to and empties `<temp>/temp` (as ComfyUI does).
 fn prepare_dirs(opts: &SimOptions) -> anyhow::Result<()> {

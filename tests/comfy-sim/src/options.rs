@@ -4,6 +4,8 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+use crate::profile::Profile;
+
 /// Everything the simulator needs to run. Build with [`SimOptions::default`] or [`SimOptions::parse`].
 #[derive(Debug, Clone)]
 pub struct SimOptions {
@@ -48,6 +50,8 @@ pub struct SimOptions {
     /// `--sim-crash-after-prompts N`: after N prompts ran, the next one kills the process
     /// (SIGKILL, no WebSocket close frames) while executing. Only honoured by [`crate::cli_main`].
     pub crash_after_prompts: Option<u64>,
+    /// `--sim-profile {current,0.3.64}`: which ComfyUI version to imitate (default current).
+    pub profile: Profile,
 }
 
 impl Default for SimOptions {
@@ -73,6 +77,7 @@ impl Default for SimOptions {
             startup_delay: Duration::ZERO,
             node_delay: Duration::from_millis(30),
             crash_after_prompts: None,
+            profile: Profile::default(),
         }
     }
 }
@@ -103,6 +108,7 @@ const ATTENTION_FLAGS: &[&str] = &[
     "--use-pytorch-cross-attention",
     "--use-sage-attention",
     "--use-flash-attention",
+    "--use-ck-attention",
 ];
 
 /// Usage text printed by `--help`.
@@ -113,11 +119,14 @@ pub fn usage() -> String {
      \x20                [--front-end-root DIR] [--enable-cors-header [ORIGIN]]\n\
      \x20                [--preview-method {none,auto,latent2rgb,taesd}] [--max-upload-size MB]\n\
      \x20                [--use-split-cross-attention | --use-quad-cross-attention |\n\
-     \x20                 --use-pytorch-cross-attention | --use-sage-attention | --use-flash-attention]\n\
+     \x20                 --use-pytorch-cross-attention | --use-sage-attention | --use-flash-attention |\n\
+     \x20                 --use-ck-attention]\n\
      \x20                [--sim-startup-delay-ms MS] [--sim-node-delay-ms MS]\n\
      \x20                [--sim-crash-after-prompts N] [--sim-models-dir DIR]\n\
+     \x20                [--sim-profile {current,0.3.64}]\n\
      \n\
-     A ComfyUI 0.3.64 simulator. Unknown flags are accepted and logged.\n"
+     A ComfyUI simulator (0.33.0 by default, 0.3.64 with --sim-profile 0.3.64).\n\
+     Unknown flags are accepted and logged.\n"
         .to_string()
 }
 
@@ -179,6 +188,17 @@ impl SimOptions {
                 "--sim-crash-after-prompts" => {
                     o.crash_after_prompts = Some(parse_num(&flag, value(true)?)?)
                 }
+                "--sim-profile" => {
+                    let v = value(true)?.unwrap_or_default();
+                    o.profile = v.parse().map_err(|_| OptionsError::InvalidValue {
+                        flag: flag.clone(),
+                        value: v,
+                    })?;
+                }
+                "--use-ck-attention" if !o.profile.is_current() => {
+                    // 0.3.64's argparse has no Comfy Kitchen flag: kept as unknown.
+                    o.unknown_flags.push(raw.clone());
+                }
                 f if ATTENTION_FLAGS.contains(&f) => o.attention_flags.push(f.to_string()),
                 _ => {
                     // Unknown: keep it (and a following value, if any) verbatim.
@@ -212,6 +232,15 @@ impl SimOptions {
         } else {
             "Using pytorch attention"
         }
+    }
+
+    /// The line 0.33.0 logs after the base attention line when `--use-ck-attention` is given
+    /// (Comfy Kitchen replaces whichever attention was picked).
+    pub fn comfy_kitchen_line(&self) -> Option<&'static str> {
+        self.attention_flags
+            .iter()
+            .any(|f| f == "--use-ck-attention")
+            .then_some("Using Comfy Kitchen attention")
     }
 
     /// Whether binary preview frames are sent during sampling.
@@ -277,5 +306,20 @@ mod tests {
         assert!(cpu.attention_line().starts_with("Using sub quadratic"));
         let gpu = SimOptions::parse(&[]).unwrap();
         assert_eq!(gpu.attention_line(), "Using pytorch attention");
+        assert_eq!(gpu.comfy_kitchen_line(), None);
+    }
+
+    #[test]
+    fn comfy_kitchen_attention_is_known_to_the_current_profile_only() {
+        let ck = SimOptions::parse(&args("--cpu --use-ck-attention")).unwrap();
+        assert_eq!(
+            ck.comfy_kitchen_line(),
+            Some("Using Comfy Kitchen attention")
+        );
+        assert!(ck.unknown_flags.is_empty());
+        let old = SimOptions::parse(&args("--sim-profile 0.3.64 --use-ck-attention")).unwrap();
+        assert_eq!(old.comfy_kitchen_line(), None);
+        assert_eq!(old.unknown_flags, vec!["--use-ck-attention"]);
+        assert!(SimOptions::parse(&args("--sim-profile 9.9")).is_err());
     }
 }

@@ -39,7 +39,7 @@ const MODEL_EXTENSIONS: &[&str] = &[
 ];
 
 /// Sub-directories of the models root that make up one folder key.
-fn subdirs(key: &str) -> &[&str] {
+pub fn subdirs(key: &str) -> &[&str] {
     match key {
         "text_encoders" => &["text_encoders", "clip"],
         "diffusion_models" => &["unet", "diffusion_models"],

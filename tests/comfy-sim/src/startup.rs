@@ -23,8 +23,14 @@ pub fn early_lines(opts: &SimOptions) -> Vec<String> {
     lines.push("Set vram state to: DISABLED".into());
     lines.push("Device: cpu".into());
     lines.push(opts.attention_line().into());
+    if let Some(ck) = opts.comfy_kitchen_line() {
+        lines.push(ck.into());
+    }
     lines.push("Python version: 3.11.7 (main, May  9 2026, 07:35:25) [GCC 12.2.0]".into());
-    lines.push("ComfyUI version: 0.3.64".into());
+    lines.push(format!(
+        "ComfyUI version: {}",
+        opts.profile.comfyui_version()
+    ));
     lines.push("ComfyUI frontend version: 1.27.10".into());
     let web_root = opts.front_end_root.as_ref().map_or_else(
         || "(comfy-sim built-in index page)".to_string(),

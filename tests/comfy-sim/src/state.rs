@@ -226,6 +226,29 @@ impl Sim {
         true
     }
 
+    /// `(running, pending)` queue items (`get_current_queue_volatile`).
+    pub fn queue_snapshot(&self) -> (Vec<QueueItem>, Vec<QueueItem>) {
+        let q = lock(&self.queue);
+        (q.running.iter().cloned().collect(), q.pending.clone())
+    }
+
+    /// A copy of the whole history (`get_history()`).
+    pub fn history_snapshot(&self) -> Map<String, Value> {
+        lock(&self.history).clone()
+    }
+
+    /// Interrupts `prompt_id` only if it is the one running (`interrupt_if_running`).
+    pub fn interrupt_if_running(&self, prompt_id: &str) -> bool {
+        let running = lock(&self.queue)
+            .running
+            .as_ref()
+            .is_some_and(|i| i.prompt_id == prompt_id);
+        if running {
+            self.interrupt();
+        }
+        running
+    }
+
     /// The running prompt's id.
     pub fn running_prompt_id(&self) -> Option<String> {
         lock(&self.queue)

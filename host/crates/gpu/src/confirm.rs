@@ -4,7 +4,8 @@
 //! Wording from ComfyUI `comfy/ldm/modules/attention.py` (0.3.64 and current):
 //! `Using sage attention`, `Using xformers attention`, `Using Flash Attention`,
 //! `Using pytorch attention`, `Using split optimization for attention`,
-//! `Using sub quadratic optimization for attention, …`; per-call fallbacks
+//! `Using sub quadratic optimization for attention, …`, `Using Comfy Kitchen attention` (0.32+,
+//! logged after the base line; `Comfy Kitchen attention is unavailable. …` before it exits); per-call fallbacks
 //! `Error running sage attention: …, using pytorch attention instead.` and
 //! `Flash Attention failed, using default SDPA: …`. VAE lines (`… in VAE`) are ignored.
 
@@ -27,6 +28,8 @@ pub enum LogSignal {
         /// True for CUDA out-of-memory (transient, not a wrong-flag signal).
         out_of_memory: bool,
     },
+    /// ComfyUI refused the backend at start and exits (`Comfy Kitchen attention is unavailable`).
+    Unavailable(AttentionChoice),
 }
 
 /// Classifies one ComfyUI log line (prefixes such as timestamps are allowed).
@@ -43,13 +46,18 @@ pub fn classify_line(line: &str) -> Option<LogSignal> {
             out_of_memory: line.contains("out of memory"),
         });
     }
+    if line.contains("Comfy Kitchen attention is unavailable") {
+        return Some(LogSignal::Unavailable(AttentionChoice::ComfyKitchen));
+    }
     let at = line.find("Using ")?;
     let rest = &line[at + "Using ".len()..];
     if rest.contains(" in VAE") {
         return None;
     }
     let lower = rest.to_ascii_lowercase();
-    let choice = if lower.starts_with("sage attention") {
+    let choice = if lower.starts_with("comfy kitchen attention") {
+        AttentionChoice::ComfyKitchen
+    } else if lower.starts_with("sage attention") {
         AttentionChoice::Sage
     } else if lower.starts_with("flash attention") {
         AttentionChoice::Flash
@@ -185,6 +193,15 @@ impl Confirmer {
                 if self.state.observed.is_some() {
                     return None; // first announcement wins (later ones are model reloads)
                 }
+                if self.expected == AttentionChoice::ComfyKitchen
+                    && observed != AttentionChoice::ComfyKitchen
+                {
+                    // 0.33.0 logs the base attention first, then "Using Comfy Kitchen attention".
+                    self.state.detail = format!(
+                        "ComfyUI reports {observed} attention; waiting for the Comfy Kitchen line"
+                    );
+                    return None;
+                }
                 self.state.observed = Some(observed);
                 if self.matches(observed) {
                     self.state.status = ConfirmationStatus::Confirmed;
@@ -200,6 +217,14 @@ impl Confirmer {
                         observed,
                     })
                 }
+            }
+            LogSignal::Unavailable(backend) => {
+                self.state.status = ConfirmationStatus::Mismatch;
+                self.state.detail = format!(
+                    "ComfyUI reports {backend} attention unavailable and exits: install a Comfy Kitchen build with attention support or set the override to auto"
+                );
+                tracing::warn!(expected = %self.expected, %backend, "attention backend unavailable");
+                None
             }
             LogSignal::RuntimeFallback {
                 backend,

@@ -17,6 +17,9 @@ pub enum AttentionChoice {
     Sage,
     /// FlashAttention (`--use-flash-attention --disable-xformers`).
     Flash,
+    /// Comfy Kitchen int8 attention (`--use-ck-attention`, ComfyUI ≥ 0.32). Never picked by
+    /// `auto` (it quantises attention); only when an admin forces it.
+    ComfyKitchen,
     /// xformers (ComfyUI's default when importable; no flag).
     Xformers,
     /// PyTorch SDPA (ComfyUI's default on NVIDIA without xformers).
@@ -34,6 +37,7 @@ impl fmt::Display for AttentionChoice {
         f.write_str(match self {
             Self::Sage => "sage",
             Self::Flash => "flash",
+            Self::ComfyKitchen => "comfy_kitchen",
             Self::Xformers => "xformers",
             Self::Pytorch => "pytorch",
             Self::Split => "split",
@@ -177,6 +181,7 @@ fn self_flags(c: AttentionChoice) -> &'static [&'static str] {
     match c {
         AttentionChoice::Sage => &["--use-sage-attention"],
         AttentionChoice::Flash => &["--use-flash-attention", "--disable-xformers"],
+        AttentionChoice::ComfyKitchen => &["--use-ck-attention"],
         AttentionChoice::Pytorch => &["--use-pytorch-cross-attention"],
         AttentionChoice::Split => &["--use-split-cross-attention"],
         AttentionChoice::Quad => &["--use-quad-cross-attention"],
@@ -492,6 +497,9 @@ pub fn decide(
                 AttentionChoice::Sage if p.sageattention.is_none() => Some("sageattention"),
                 AttentionChoice::Flash if p.flash_attn.is_none() => Some("flash_attn"),
                 AttentionChoice::Xformers if p.xformers.is_none() => Some("xformers"),
+                AttentionChoice::ComfyKitchen if p.comfy_kitchen_attention != Some(true) => {
+                    Some("comfy_kitchen (with int8 attention)")
+                }
                 _ => None,
             });
             if let Some(pkg) = missing {

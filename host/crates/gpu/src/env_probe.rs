@@ -66,6 +66,12 @@ for name, dist in (("sageattention", "sageattention"), ("flash_attn", "flash-att
     except Exception as e:
         out[name] = None
         out["errors"][name] = err(e)
+try:
+    ck = importlib.import_module("comfy_kitchen")
+    out["comfy_kitchen_attention"] = bool(ck.int8_attention_is_available())
+except Exception as e:
+    out["comfy_kitchen_attention"] = None
+    out["errors"]["comfy_kitchen"] = err(e)
 if os.environ.get("COMFYHOST_SMOKE") == "1" and out.get("cuda_available"):
     smoke = {}
     if "sageattention" in mods:
@@ -118,6 +124,10 @@ pub struct EnvProbe {
     /// triton version when importable.
     #[serde(default)]
     pub triton: Option<String>,
+    /// `comfy_kitchen.int8_attention_is_available()` when comfy_kitchen is importable (what
+    /// `--use-ck-attention` needs; ComfyUI exits at start without it).
+    #[serde(default)]
+    pub comfy_kitchen_attention: Option<bool>,
     /// One-call smoke tests on the GPU: package → `None` (passed) or the error. Absent when
     /// not run (no CUDA, or disabled).
     #[serde(default)]

@@ -1,7 +1,9 @@
 //! The HTTP surface: every ComfyUI route also answers under `/api`, like `add_routes()` does.
 
+pub mod current;
 pub mod files;
 pub mod frontend;
+pub mod jobs;
 pub mod origin;
 pub mod prompt;
 pub mod queue;
@@ -15,9 +17,10 @@ use axum::body::Body;
 use axum::extract::DefaultBodyLimit;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::Response;
-use axum::routing::{get, post};
+use axum::routing::{any, get, post};
 use serde_json::Value;
 
+use crate::profile::Profile;
 use crate::state::Sim;
 
 /// `web.json_response(value, status=...)`: Python-formatted JSON.
@@ -62,8 +65,8 @@ pub fn text(status: StatusCode, body: &str) -> Response {
     r
 }
 
-fn api_routes() -> Router<Arc<Sim>> {
-    Router::new()
+fn api_routes(profile: Profile) -> Router<Arc<Sim>> {
+    let routes = Router::new()
         .route("/ws", get(crate::ws::handler::ws_handler))
         .route("/system_stats", get(system::system_stats))
         .route("/features", get(system::features))
@@ -103,16 +106,54 @@ fn api_routes() -> Router<Arc<Sim>> {
                 .post(userdata::post_file)
                 .delete(userdata::delete_file),
         )
+        .route("/experiment/models", get(current::experiment_models));
+    if !profile.is_current() {
+        return routes;
+    }
+    routes
+        .route("/node_replacements", get(current::node_replacements))
+        .route("/global_subgraphs", get(current::global_subgraphs))
+        .route("/global_subgraphs/{id}", get(current::global_subgraph_one))
+        .route("/v2/userdata", get(current::userdata_v2))
+}
+
+/// Routes 0.33.0 registers with their full path (not repeated under a second `/api`).
+fn current_only_routes() -> Router<Arc<Sim>> {
+    Router::new()
+        .route("/api/jobs", get(jobs::list))
+        .route("/api/jobs/cancel", post(jobs::cancel_batch))
+        .route("/api/jobs/{job_id}", get(jobs::get_one))
+        .route("/api/jobs/{job_id}/cancel", post(jobs::cancel_one))
+        .route("/api/assets", any(current::assets_disabled))
+        .route("/api/assets/{*rest}", any(current::assets_disabled))
+        .route("/api/tags", get(current::assets_disabled))
+        .route("/templates/{*path}", get(current::templates))
+}
+
+/// `/internal/*` (a sub-application, not repeated under `/api`).
+fn internal_routes() -> Router<Arc<Sim>> {
+    Router::new()
+        .route("/internal/logs", get(current::internal_logs))
+        .route("/internal/logs/raw", get(current::internal_logs_raw))
+        .route(
+            "/internal/folder_paths",
+            get(current::internal_folder_paths),
+        )
 }
 
 /// The full router for `sim`.
 pub fn router(sim: Arc<Sim>) -> Router {
     let limit = usize::try_from(sim.opts.max_upload_size_mb.saturating_mul(1024 * 1024))
         .unwrap_or(usize::MAX);
-    Router::new()
-        .merge(api_routes())
-        .nest("/api", api_routes())
-        .route("/", get(frontend::index))
+    let profile = sim.opts.profile;
+    let mut app = Router::new()
+        .merge(api_routes(profile))
+        .nest("/api", api_routes(profile))
+        .merge(internal_routes());
+    if profile.is_current() {
+        app = app.merge(current_only_routes());
+    }
+    app.route("/", get(frontend::index))
         .fallback(frontend::fallback)
         .layer(axum::middleware::from_fn_with_state(
             sim.clone(),

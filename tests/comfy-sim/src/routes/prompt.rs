@@ -55,9 +55,19 @@ pub async fn post_prompt(State(sim): State<Arc<Sim>>, body: Bytes) -> Response {
         return internal_error();
     };
     let mut prompt = prompt.clone();
-    let prompt_id = match json_data.get("prompt_id") {
-        Some(v) => py_str(v),
-        None => uuid::Uuid::new_v4().to_string(),
+    let prompt_id = if sim.opts.profile.is_current() {
+        match json_data.get("prompt_id") {
+            None | Some(Value::Null) => uuid::Uuid::new_v4().to_string(),
+            Some(v) => match validate_job_id(v) {
+                Some(id) => id,
+                None => return invalid_prompt_id(),
+            },
+        }
+    } else {
+        match json_data.get("prompt_id") {
+            Some(v) => py_str(v),
+            None => uuid::Uuid::new_v4().to_string(),
+        }
     };
     let partial: Option<Vec<String>> = match json_data.get("partial_execution_targets") {
         Some(Value::Array(a)) => Some(a.iter().map(py_str).collect()),
@@ -81,7 +91,10 @@ pub async fn post_prompt(State(sim): State<Arc<Sim>>, body: Bytes) -> Response {
     match validation {
         Ok(accepted) => {
             for k in SENSITIVE_EXTRA_DATA_KEYS {
-                extra_data.remove(*k);
+                extra_data.shift_remove(*k);
+            }
+            if sim.opts.profile.is_current() {
+                extra_data.insert("create_time".into(), json!(now_millis()));
             }
             sim.put(QueueItem {
                 number: number.clone(),
@@ -102,5 +115,54 @@ pub async fn post_prompt(State(sim): State<Arc<Sim>>, body: Bytes) -> Response {
                 &json!({"error": error, "node_errors": node_errors}),
             )
         }
+    }
+}
+
+/// `comfy_execution.jobs.validate_job_id`: a client-supplied id must be a string that is a UUID
+/// in canonical lowercase hyphenated form (`str(uuid.UUID(v)) == v`).
+pub fn validate_job_id(v: &Value) -> Option<String> {
+    let s = v.as_str()?;
+    let parsed = uuid::Uuid::parse_str(s).ok()?;
+    (parsed.hyphenated().to_string() == s).then(|| s.to_string())
+}
+
+/// 0.33.0's answer to a malformed client `prompt_id`.
+fn invalid_prompt_id() -> Response {
+    json_response(
+        StatusCode::BAD_REQUEST,
+        &json!({
+            "error": {
+                "type": "invalid_prompt_id",
+                "message": "prompt_id must be a valid UUID",
+                "details": "prompt_id must be a UUID string in canonical lowercase hyphenated form; omit it to let the server generate one",
+                "extra_info": {},
+            },
+            "node_errors": {},
+        }),
+    )
+}
+
+/// `int(time.time() * 1000)`.
+fn now_millis() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn job_ids_must_be_canonical_lowercase_uuids() {
+        let ok = "0b1c2d3e-4f50-4a6b-8c7d-9e0f1a2b3c4d";
+        assert_eq!(validate_job_id(&json!(ok)).as_deref(), Some(ok));
+        assert_eq!(validate_job_id(&json!(ok.to_uppercase())), None);
+        assert_eq!(
+            validate_job_id(&json!("0b1c2d3e4f504a6b8c7d9e0f1a2b3c4d")),
+            None
+        );
+        assert_eq!(validate_job_id(&json!("my-job")), None);
+        assert_eq!(validate_job_id(&json!(7)), None);
     }
 }

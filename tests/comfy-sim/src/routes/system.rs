@@ -28,16 +28,17 @@ fn memory() -> (u64, u64) {
     )
 }
 
-/// `GET /system_stats` (shape of 0.3.64 on `--cpu`; the simulator has no GPU).
+/// `GET /system_stats` (shape of the profile's version on `--cpu`; the simulator has no GPU).
 pub async fn system_stats(State(sim): State<Arc<Sim>>) -> Response {
     let (total, free) = memory();
-    let body = json!({
+    let profile = sim.opts.profile;
+    let mut body = json!({
         "system": {
             "os": "posix",
             "ram_total": total,
             "ram_free": free,
-            "comfyui_version": "0.3.64",
-            "required_frontend_version": "1.27.10",
+            "comfyui_version": profile.comfyui_version(),
+            "required_frontend_version": profile.required_frontend_version(),
             "installed_templates_version": "0.1.95",
             "required_templates_version": "0.1.95",
             "python_version": "3.11.7 (main, May  9 2026, 07:35:25) [GCC 12.2.0]",
@@ -50,6 +51,14 @@ pub async fn system_stats(State(sim): State<Arc<Sim>>) -> Response {
             "vram_total": total, "vram_free": free, "torch_vram_total": total, "torch_vram_free": free,
         }],
     });
+    if profile.is_current()
+        && let Some(system) = body.get_mut("system").and_then(|s| s.as_object_mut())
+    {
+        // 0.33.0 adds these two keys (after `required_templates_version` / `embedded_python`).
+        system.shift_insert(7, "comfy_package_versions".into(), json!({}));
+        let argv_at = system.len() - 1;
+        system.shift_insert(argv_at, "deploy_environment".into(), json!("local"));
+    }
     json_response(StatusCode::OK, &body)
 }
 

@@ -21,7 +21,19 @@ pub struct WsQuery {
 
 /// Server feature flags (`GET /features` and the WS handshake answer).
 pub fn server_features(sim: &Sim) -> Value {
-    json!({"supports_preview_metadata": true, "max_upload_size": sim.opts.max_upload_size_mb * 1024 * 1024})
+    let max_upload_size = sim.opts.max_upload_size_mb * 1024 * 1024;
+    if sim.opts.profile.is_current() {
+        json!({
+            "supports_preview_metadata": true,
+            "supports_model_type_tags": true,
+            "max_upload_size": max_upload_size,
+            "extension": {"manager": {"supports_v4": true}},
+            "node_replacements": true,
+            "assets": false,
+        })
+    } else {
+        json!({"supports_preview_metadata": true, "max_upload_size": max_upload_size})
+    }
 }
 
 /// Upgrade handler.

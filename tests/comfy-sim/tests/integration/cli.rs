@@ -93,7 +93,10 @@ async fn startup_log_has_attention_and_readiness_lines_and_accepts_unknown_flags
         lines.iter().any(|l| l == "Using sage attention"),
         "{lines:?}"
     );
-    assert!(lines.iter().any(|l| l == "ComfyUI version: 0.3.64"));
+    assert!(
+        lines.iter().any(|l| l == "ComfyUI version: 0.33.0"),
+        "{lines:?}"
+    );
     assert!(lines.iter().any(|l| l.contains("--reserve-vram 1.5")));
     let stats: serde_json::Value =
         reqwest::get(format!("http://127.0.0.1:{port}/api/system_stats"))
@@ -108,6 +111,35 @@ async fn startup_log_has_attention_and_readiness_lines_and_accepts_unknown_flags
             .unwrap()
             .contains(&json!("--use-sage-attention"))
     );
+    assert_eq!(stats["system"]["comfyui_version"], "0.33.0");
+    child.kill().unwrap();
+    child.wait().unwrap();
+}
+
+#[tokio::test]
+async fn the_0_3_64_profile_is_selectable_and_comfy_kitchen_is_logged_by_the_current_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut child, port, lines, _) = spawn(&["--sim-profile", "0.3.64"], dir.path());
+    assert!(
+        lines.iter().any(|l| l == "ComfyUI version: 0.3.64"),
+        "{lines:?}"
+    );
+    let jobs = reqwest::get(format!("http://127.0.0.1:{port}/api/jobs"))
+        .await
+        .unwrap();
+    assert_eq!(jobs.status().as_u16(), 404, "0.3.64 has no jobs API");
+    child.kill().unwrap();
+    child.wait().unwrap();
+
+    let dir = tempfile::tempdir().unwrap();
+    let (mut child, _, lines, _) = spawn(&["--cpu", "--use-ck-attention"], dir.path());
+    let base = lines
+        .iter()
+        .position(|l| l.starts_with("Using sub quadratic"));
+    let ck = lines
+        .iter()
+        .position(|l| l == "Using Comfy Kitchen attention");
+    assert!(base.is_some() && ck > base, "{lines:?}");
     child.kill().unwrap();
     child.wait().unwrap();
 }

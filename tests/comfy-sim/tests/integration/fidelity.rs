@@ -62,7 +62,7 @@ async fn check_exact(sim: &Sim, name: &str) {
 /// The basic phase: run1..run4, every validation error, the runtime error, history, queue, view.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn basic_phase_matches_recordings() {
-    let sim = start(|_, _| {}).await;
+    let sim = start_v0_3_64(|_, _| {}).await;
     let ids = recording("run_ids_basic.json");
     let client = ids["client_id"].as_str().unwrap();
     let (mut ws, hello) = sim.ws(Some(client)).await;
@@ -193,7 +193,7 @@ async fn basic_phase_matches_recordings() {
 
 #[tokio::test]
 async fn view_serves_real_pngs_and_refuses_bad_paths() {
-    let sim = start(|_, _| {}).await;
+    let sim = start_v0_3_64(|_, _| {}).await;
     let rec = recording("run1_post_prompt.json");
     let (mut ws, _) = sim.ws(Some("lab-488d4197bb8243b4a6b872fadaf51000")).await;
     let (_, _, body) = sim.replay(&rec).await;
@@ -242,7 +242,7 @@ fn hex8(b: &[u8]) -> String {
 
 #[tokio::test]
 async fn informational_routes_match_recordings() {
-    let sim = start(|_, _| {}).await;
+    let sim = start_v0_3_64(|_, _| {}).await;
     for name in [
         "get_embeddings.json",
         "get_extensions.json",
@@ -294,7 +294,7 @@ async fn informational_routes_match_recordings() {
 
 #[tokio::test]
 async fn websocket_connect_variants_match_recordings() {
-    let sim = start(|_, _| {}).await;
+    let sim = start_v0_3_64(|_, _| {}).await;
     let (_, hello) = sim.ws(None).await;
     let rec = &ws_recording("ws_anonymous_connect.jsonl")[0];
     assert_same_shape(&hello, rec, "ws_anonymous_connect");
@@ -321,7 +321,7 @@ async fn websocket_connect_variants_match_recordings() {
 /// Prompts of one client are invisible (except `status`) to others; a reused clientId takes over.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn execution_messages_go_only_to_the_submitting_client() {
-    let sim = start(|_, _| {}).await;
+    let sim = start_v0_3_64(|_, _| {}).await;
     let (mut other, _) = sim.ws(Some("observer")).await;
     let (mut old, _) = sim.ws(Some("student")).await;
     let (mut new, _) = sim.ws(Some("student")).await;
@@ -345,7 +345,7 @@ async fn execution_messages_go_only_to_the_submitting_client() {
 /// Host/Origin mismatch on a loopback Host is refused like ComfyUI's origin middleware.
 #[tokio::test]
 async fn mismatched_origin_gets_403() {
-    let sim = start(|_, _| {}).await;
+    let sim = start_v0_3_64(|_, _| {}).await;
     let url = format!("{}/prompt", sim.base);
     let bad = sim
         .http
@@ -364,7 +364,7 @@ async fn mismatched_origin_gets_403() {
         .unwrap();
     assert_eq!(good.status(), 200);
     let (_, cors) = {
-        let s = start(|o, _| o.enable_cors_header = Some("*".into())).await;
+        let s = start_v0_3_64(|o, _| o.enable_cors_header = Some("*".into())).await;
         let r = s
             .http
             .get(format!("{}/prompt", s.base))

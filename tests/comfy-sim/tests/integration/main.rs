@@ -5,6 +5,7 @@
 mod common;
 
 mod cli;
+mod current_fidelity;
 mod features;
 mod fidelity;
 mod testpack;

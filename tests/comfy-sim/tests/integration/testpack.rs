@@ -23,7 +23,7 @@ fn is_executing(m: &Value, node: &str) -> bool {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn testpack_phase_matches_recordings() {
-    let sim = start(|_, _| {}).await;
+    let sim = start_v0_3_64(|_, _| {}).await;
     let ids = recording("run_ids_testpack.json");
     let client = ids["client_id"].as_str().unwrap();
     let (mut ws, _) = sim.ws(Some(client)).await;
@@ -160,7 +160,7 @@ async fn testpack_phase_matches_recordings() {
 
 #[tokio::test]
 async fn interrupt_of_another_prompt_id_is_ignored() {
-    let sim = start(|_, _| {}).await;
+    let sim = start_v0_3_64(|_, _| {}).await;
     let (mut ws, _) = sim.ws(Some("c")).await;
     let mut r = request("tp_run_sleep_post_prompt.json");
     r["client_id"] = json!("c");

@@ -117,3 +117,103 @@ fn other_backend_reported_is_a_mismatch() {
     );
     assert_eq!(c.confirmation().status, ConfirmationStatus::Mismatch);
 }
+
+fn probe_with_ck(ck: Option<bool>) -> EnvProbe {
+    EnvProbe {
+        torch_version: Some("2.8.0+cu128".into()),
+        torch_cuda: Some("12.8".into()),
+        arch_list: vec![
+            "sm_80".into(),
+            "sm_86".into(),
+            "sm_90".into(),
+            "sm_120".into(),
+        ],
+        cuda_available: true,
+        comfy_kitchen_attention: ck,
+        ..EnvProbe::default()
+    }
+}
+
+fn forced_ck(help_fixture: &str, ck: Option<bool>) -> comfyhost_gpu::AttentionDecision {
+    let help = std::fs::read_to_string(fixture_dir().join(help_fixture)).unwrap();
+    decide(
+        &smi_inventory("rtx5090"),
+        Some(&probe_with_ck(ck)),
+        Some(&parse_help_flags(&help)),
+        &OverrideSetting {
+            attention: comfyhost_gpu::AttentionPreference::Force(AttentionChoice::ComfyKitchen),
+            ..OverrideSetting::default()
+        },
+        &DeviceSelection::Default,
+    )
+}
+
+#[test]
+fn comfy_kitchen_is_decided_only_where_comfyui_and_the_package_support_it() {
+    // 0.33.0 accepts --use-ck-attention (recorded `main.py --help`).
+    let d = forced_ck("comfyui-0.33.0-help.txt", Some(true));
+    assert_eq!(d.choice, AttentionChoice::ComfyKitchen, "{d:?}");
+    assert!(d.flags.contains(&"--use-ck-attention".to_string()));
+    assert!(d.refusal.is_none(), "{d:?}");
+    // Auto never picks it.
+    let help = std::fs::read_to_string(fixture_dir().join("comfyui-0.33.0-help.txt")).unwrap();
+    let auto = decide(
+        &smi_inventory("rtx5090"),
+        Some(&probe_with_ck(Some(true))),
+        Some(&parse_help_flags(&help)),
+        &OverrideSetting::default(),
+        &DeviceSelection::Default,
+    );
+    assert_ne!(auto.choice, AttentionChoice::ComfyKitchen);
+    // 0.3.64 has no such flag: dropped, not passed.
+    let old = forced_ck("comfyui-0.3.64-help.txt", Some(true));
+    assert_ne!(old.choice, AttentionChoice::ComfyKitchen);
+    assert!(!old.flags.contains(&"--use-ck-attention".to_string()));
+    // Without int8 attention in comfy_kitchen ComfyUI would exit: refused with the reason.
+    let missing = forced_ck("comfyui-0.33.0-help.txt", Some(false));
+    assert!(
+        missing
+            .refusal
+            .as_deref()
+            .is_some_and(|r| r.contains("comfy_kitchen")),
+        "{missing:?}"
+    );
+}
+
+#[test]
+fn comfy_kitchen_line_confirms_after_the_base_attention_line() {
+    assert_eq!(
+        comfyhost_gpu::classify_line("[INFO] Using Comfy Kitchen attention"),
+        Some(comfyhost_gpu::confirm::LogSignal::Selected(
+            AttentionChoice::ComfyKitchen
+        ))
+    );
+    let d = forced_ck("comfyui-0.33.0-help.txt", Some(true));
+    let mut c = Confirmer::new(&d, DemotePolicy::default());
+    let now = Instant::now();
+    assert_eq!(c.observe_line("[INFO] Using pytorch attention", now), None);
+    assert_eq!(c.confirmation().status, ConfirmationStatus::Pending);
+    assert_eq!(
+        c.observe_line("[INFO] Using Comfy Kitchen attention", now),
+        Some(ConfirmEvent::Confirmed(AttentionChoice::ComfyKitchen))
+    );
+}
+
+#[test]
+fn recorded_comfy_kitchen_unavailable_log_is_a_mismatch_with_the_reason() {
+    // Real 0.33.0 on CPU with --use-ck-attention: base line, then the error, then exit.
+    let log =
+        std::fs::read_to_string(fixture_dir().join("comfyui-0.33.0-ck-unavailable.log")).unwrap();
+    let d = forced_ck("comfyui-0.33.0-help.txt", Some(true));
+    let mut c = Confirmer::new(&d, DemotePolicy::default());
+    let now = Instant::now();
+    for line in log.lines() {
+        c.observe_line(line, now);
+    }
+    assert_eq!(c.confirmation().status, ConfirmationStatus::Mismatch);
+    assert!(
+        c.confirmation().detail.contains("unavailable"),
+        "{:?}",
+        c.confirmation()
+    );
+}

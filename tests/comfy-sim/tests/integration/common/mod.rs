@@ -74,6 +74,17 @@ pub async fn start(configure: impl FnOnce(&mut comfy_sim::SimOptions, &std::path
     }
 }
 
+/// A simulator in the 0.3.64 profile (what the recordings in `tests/fixtures` were made with).
+pub async fn start_v0_3_64(
+    configure: impl FnOnce(&mut comfy_sim::SimOptions, &std::path::Path),
+) -> Sim {
+    start(|o, dir| {
+        o.profile = comfy_sim::Profile::V0_3_64;
+        configure(o, dir);
+    })
+    .await
+}
+
 impl Sim {
     pub async fn ws(&self, client_id: Option<&str>) -> (Ws, Value) {
         let url = match client_id {
