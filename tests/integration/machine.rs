@@ -402,6 +402,10 @@ async fn low_disk_guard_warns_tells_users_refuses_downloads_and_keeps_output_syn
     let host = Host::builder()
         .plugin_dir(plugin)
         .args_for_sampling()
+        // The preset below is never fetched (the disk check refuses it first); its origin is
+        // allowed so that the refusal is about space.
+        .arg("--download-origins")
+        .arg("http://127.0.0.1:9")
         .start()
         .await;
     approve_output_sync(&host, dest.path()).await;

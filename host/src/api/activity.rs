@@ -1,16 +1,16 @@
 //! The activity log: who changed what, newest first.
 
+use axum::Json;
 use axum::extract::{Query, State};
-use axum::routing::get;
-use axum::{Json, Router};
 use comfyhost_store::Activity;
 use serde::Deserialize;
 
 use super::ApiError;
+use super::routes::Routes;
 use crate::state::AppState;
 
-pub fn router() -> Router<AppState> {
-    Router::new().route("/activity", get(list))
+pub fn routes() -> Routes<AppState> {
+    Routes::new().get("/activity", list)
 }
 
 #[derive(Deserialize)]

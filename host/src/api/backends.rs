@@ -1,14 +1,14 @@
 //! Remote backends: health, queue depth and the last error of each.
 
+use axum::Json;
 use axum::extract::State;
-use axum::routing::get;
-use axum::{Json, Router};
 
+use super::routes::Routes;
 use crate::backends::pool::BackendHealth;
 use crate::state::AppState;
 
-pub fn router() -> Router<AppState> {
-    Router::new().route("/backends", get(list))
+pub fn routes() -> Routes<AppState> {
+    Routes::new().get("/backends", list)
 }
 
 async fn list(State(s): State<AppState>) -> Json<Vec<BackendHealth>> {

@@ -3,26 +3,26 @@
 
 use std::convert::Infallible;
 
+use axum::Json;
 use axum::extract::{Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::sse::{Event, KeepAlive, Sse};
-use axum::routing::{get, post};
-use axum::{Json, Router};
 use futures::Stream;
 use serde::Deserialize;
 use tokio_stream::StreamExt;
 use tokio_stream::wrappers::BroadcastStream;
 
+use super::routes::Routes;
 use crate::state::AppState;
 
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/comfyui", get(status))
-        .route("/comfyui/start", post(start))
-        .route("/comfyui/stop", post(stop))
-        .route("/comfyui/restart", post(restart))
-        .route("/comfyui/logs", get(logs))
-        .route("/comfyui/events", get(events))
+pub fn routes() -> Routes<AppState> {
+    Routes::new()
+        .get("/comfyui", status)
+        .post("/comfyui/start", start)
+        .post("/comfyui/stop", stop)
+        .post("/comfyui/restart", restart)
+        .get("/comfyui/logs", logs)
+        .get("/comfyui/events", events)
 }
 
 async fn status(State(s): State<AppState>) -> Json<comfyhost_supervisor::SupervisorStatus> {

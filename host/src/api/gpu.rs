@@ -2,24 +2,25 @@
 //! (kept in the store, applied to the decision at once and to ComfyUI on its next start, or
 //! right away with `restart: true`).
 
+use axum::Json;
 use axum::extract::State;
 use axum::http::HeaderMap;
-use axum::routing::get;
-use axum::{Json, Router};
 use comfyhost_gpu::{DetectConfig, DeviceSelection, OverrideSetting};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::ApiError;
+use super::routes::Routes;
 use crate::state::AppState;
 
 /// Store key of the override.
 pub const OVERRIDE_KEY: &str = "gpu.override";
 
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/gpu", get(report))
-        .route("/gpu/override", get(get_override).put(put_override))
+pub fn routes() -> Routes<AppState> {
+    Routes::new()
+        .get("/gpu", report)
+        .get("/gpu/override", get_override)
+        .put("/gpu/override", put_override)
 }
 
 async fn report(State(s): State<AppState>) -> Json<Value> {

@@ -1,19 +1,19 @@
 //! Jobs: what was submitted, where it ran, how it ended.
 
+use axum::Json;
 use axum::extract::{Path, Query, State};
-use axum::routing::get;
-use axum::{Json, Router};
 use comfyhost_store::JobRecord;
 use serde::Deserialize;
 
 use super::ApiError;
+use super::routes::Routes;
 use crate::state::AppState;
 
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/jobs", get(list))
-        .route("/jobs/events", get(events))
-        .route("/jobs/{prompt_id}", get(one))
+pub fn routes() -> Routes<AppState> {
+    Routes::new()
+        .get("/jobs", list)
+        .get("/jobs/events", events)
+        .get("/jobs/{prompt_id}", one)
 }
 
 #[derive(Deserialize)]

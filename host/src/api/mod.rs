@@ -10,40 +10,65 @@ mod jobs;
 mod models;
 mod outputs;
 mod plugins;
+mod routes;
 mod session;
 mod system;
 mod users;
 
 use axum::Router;
-use axum::routing::get;
 
 use crate::auth::require_admin;
 use crate::state::AppState;
 
 pub use error::ApiError;
+pub use routes::RouteEntry;
+use routes::Routes;
+
+/// Every route of the API, by who may use it.
+#[derive(Debug, Clone)]
+pub struct RouteTable {
+    /// Open to anyone (`health`, a user's own `session`).
+    pub public: Vec<RouteEntry>,
+    /// Admins only: the admin token, or an admin session with its CSRF token on changes.
+    pub admin: Vec<RouteEntry>,
+}
+
+/// What [`router`] serves, as a list.
+pub fn route_table() -> RouteTable {
+    let (_, public) = public_routes().into_parts();
+    let (_, admin) = admin_routes().into_parts();
+    RouteTable { public, admin }
+}
+
+fn public_routes() -> Routes<AppState> {
+    Routes::new()
+        .get("/health", health)
+        .merge(session::routes())
+}
+
+fn admin_routes() -> Routes<AppState> {
+    Routes::new()
+        .merge(comfyui::routes())
+        .merge(backends::routes())
+        .merge(activity::routes())
+        .merge(plugins::routes())
+        .merge(gpu::routes())
+        .merge(jobs::routes())
+        .merge(outputs::routes())
+        .merge(models::routes())
+        .merge(users::routes())
+        .merge(system::routes())
+}
 
 /// The API router (to be nested at `/comfyhost/api`).
 pub fn router(state: AppState) -> Router {
-    let admin = Router::new()
-        .merge(comfyui::router())
-        .merge(backends::router())
-        .merge(activity::router())
-        .merge(plugins::router())
-        .merge(gpu::router())
-        .merge(jobs::router())
-        .merge(outputs::router())
-        .merge(models::router())
-        .merge(users::router())
-        .merge(system::router())
-        .route_layer(axum::middleware::from_fn_with_state(
-            state.identity.clone(),
-            require_admin,
-        ));
-    Router::new()
-        .route("/health", get(health))
-        .merge(session::router())
-        .merge(admin)
-        .with_state(state)
+    let (admin, _) = admin_routes().into_parts();
+    let admin = admin.route_layer(axum::middleware::from_fn_with_state(
+        state.identity.clone(),
+        require_admin,
+    ));
+    let (public, _) = public_routes().into_parts();
+    public.merge(admin).with_state(state)
 }
 
 async fn health() -> axum::Json<serde_json::Value> {

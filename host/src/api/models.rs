@@ -10,29 +10,29 @@
 //!   (`state`, `bytes_done`, `bytes_total`, `rate_bps`, `files[]`; poll it for progress)
 //! - `POST /models/downloads/{id}/pause|resume|cancel` -> operation
 
+use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
-use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::ApiError;
+use super::routes::Routes;
 use crate::models::ResolveError;
 use crate::models::downloads::{ControlError, InstallError, InstallRequest, OperationView};
 use crate::state::AppState;
 
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/models/resolve", post(resolve))
-        .route("/models/installed", get(installed))
-        .route("/models/install", post(install))
-        .route("/models/downloads", get(list))
-        .route("/models/downloads/{id}", get(one))
-        .route("/models/downloads/{id}/pause", post(pause))
-        .route("/models/downloads/{id}/resume", post(resume))
-        .route("/models/downloads/{id}/cancel", post(cancel))
+pub fn routes() -> Routes<AppState> {
+    Routes::new()
+        .post("/models/resolve", resolve)
+        .get("/models/installed", installed)
+        .post("/models/install", install)
+        .get("/models/downloads", list)
+        .get("/models/downloads/{id}", one)
+        .post("/models/downloads/{id}/pause", pause)
+        .post("/models/downloads/{id}/resume", resume)
+        .post("/models/downloads/{id}/cancel", cancel)
 }
 
 /// Body of `POST /models/resolve`.

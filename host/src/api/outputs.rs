@@ -2,20 +2,20 @@
 //! output-sync plugin, last success and last error with its type; `POST
 //! /outputs/removals/release` — let held mirror deletions through.
 
+use axum::Json;
 use axum::extract::State;
 use axum::http::HeaderMap;
-use axum::routing::{get, post};
-use axum::{Json, Router};
 use serde_json::{Value, json};
 
 use super::ApiError;
+use super::routes::Routes;
 use crate::outputs::OutputsHealth;
 use crate::state::AppState;
 
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/outputs", get(health))
-        .route("/outputs/removals/release", post(release))
+pub fn routes() -> Routes<AppState> {
+    Routes::new()
+        .get("/outputs", health)
+        .post("/outputs/removals/release", release)
 }
 
 async fn health(State(s): State<AppState>) -> Result<Json<OutputsHealth>, ApiError> {

@@ -1,32 +1,33 @@
 //! Plugin management: list, inspect, install (multipart upload), enable/disable, grants
 //! (approve/revoke), config, rollback, rescan of the drop-in directory, logs.
 
+use axum::Json;
 use axum::extract::{Multipart, Path, State};
-use axum::routing::{get, post, put};
-use axum::{Json, Router};
 use comfyhost_runtime::RuntimeError;
 use comfyhost_runtime::grants::Grants;
 use comfyhost_runtime::registry::PluginInfo;
 use serde_json::Value;
 
 use super::ApiError;
+use super::routes::Routes;
 use crate::state::AppState;
 
 /// Largest component accepted by the install API.
 const MAX_UPLOAD: usize = 64 << 20;
 
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/plugins", get(list).post(install))
-        .route("/plugins/rescan", post(rescan))
-        .route("/plugins/{id}", get(one))
-        .route("/plugins/{id}/enable", post(enable))
-        .route("/plugins/{id}/disable", post(disable))
-        .route("/plugins/{id}/rollback", post(rollback))
-        .route("/plugins/{id}/grants", put(grants))
-        .route("/plugins/{id}/config", put(config))
-        .route("/plugins/{id}/logs", get(logs))
-        .layer(axum::extract::DefaultBodyLimit::max(MAX_UPLOAD))
+pub fn routes() -> Routes<AppState> {
+    Routes::new()
+        .get("/plugins", list)
+        .post("/plugins", install)
+        .post("/plugins/rescan", rescan)
+        .get("/plugins/{id}", one)
+        .post("/plugins/{id}/enable", enable)
+        .post("/plugins/{id}/disable", disable)
+        .post("/plugins/{id}/rollback", rollback)
+        .put("/plugins/{id}/grants", grants)
+        .put("/plugins/{id}/config", config)
+        .get("/plugins/{id}/logs", logs)
+        .map_router(|r| r.layer(axum::extract::DefaultBodyLimit::max(MAX_UPLOAD)))
 }
 
 impl From<RuntimeError> for ApiError {

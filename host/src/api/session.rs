@@ -4,19 +4,22 @@
 
 use std::net::SocketAddr;
 
+use axum::Json;
 use axum::extract::{ConnectInfo, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::post;
-use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::json;
 
+use super::routes::Routes;
 use crate::state::AppState;
 use crate::users::{Credential, LoginError, SESSION_COOKIE, SESSION_TTL_MS};
 
-pub fn router() -> Router<AppState> {
-    Router::new().route("/session", post(login).get(whoami).delete(logout))
+pub fn routes() -> Routes<AppState> {
+    Routes::new()
+        .post("/session", login)
+        .get("/session", whoami)
+        .delete("/session", logout)
 }
 
 #[derive(Deserialize)]

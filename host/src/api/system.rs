@@ -1,21 +1,21 @@
 //! The machine: `GET /system` (current readings, the last hour, the low-disk guard, ComfyUI
 //! memory growth, the memory guard) and `PUT /system/low-disk` (the threshold, applied at once).
 
+use axum::Json;
 use axum::extract::State;
 use axum::extract::rejection::JsonRejection;
 use axum::http::HeaderMap;
-use axum::routing::{get, put};
-use axum::{Json, Router};
 use serde::Deserialize;
 
 use super::ApiError;
+use super::routes::Routes;
 use crate::machine::SystemView;
 use crate::state::AppState;
 
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/system", get(view))
-        .route("/system/low-disk", put(set_low_disk))
+pub fn routes() -> Routes<AppState> {
+    Routes::new()
+        .get("/system", view)
+        .put("/system/low-disk", set_low_disk)
 }
 
 async fn view(State(s): State<AppState>) -> Json<SystemView> {

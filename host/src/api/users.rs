@@ -1,20 +1,21 @@
 //! Workshop users (admin only): create (the token is shown once), list, delete.
 
+use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
-use axum::routing::{delete, get};
-use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::ApiError;
+use super::routes::Routes;
 use crate::state::AppState;
 use crate::users::UserError;
 
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/users", get(list).post(create))
-        .route("/users/{id}", delete(remove))
+pub fn routes() -> Routes<AppState> {
+    Routes::new()
+        .get("/users", list)
+        .post("/users", create)
+        .delete("/users/{id}", remove)
 }
 
 impl From<UserError> for ApiError {

@@ -877,7 +877,8 @@ async fn a_different_component_under_an_approved_id_waits_for_approval() {
         info.pending
     );
     assert_eq!(info.effective, EffectiveCaps::default());
-    assert_eq!(f.reg.route(&sub(), &[]).await.unwrap().route, Route::Local);
+    // The unapproved code never runs; the fail-closed router keeps its hook closed meanwhile.
+    assert_waits_for_approval(&f, "victim").await;
     assert_eq!(activity_actions(&f, "plugin.code_changed"), 1);
 
     // Grants for the old code are refused; approving what runs now re-enables it.
@@ -917,7 +918,18 @@ async fn a_plugin_without_capabilities_is_bound_to_its_first_code_too() {
         f.reg.get("quiet").unwrap().state,
         PluginState::NeedsApproval
     );
-    assert_eq!(f.reg.route(&sub(), &[]).await.unwrap().route, Route::Local);
+    assert_waits_for_approval(&f, "quiet").await;
+}
+
+/// Routing is refused without calling `id`: its new code waits for an admin.
+async fn assert_waits_for_approval(f: &Fixture, id: &str) {
+    let calls = f.reg.get(id).unwrap().stats.calls;
+    let e = f.reg.route(&sub(), &[]).await.unwrap_err();
+    assert!(
+        matches!(&e.0.kind, CallErrorKind::Unavailable(d) if d.contains("approve")),
+        "{e:?}"
+    );
+    assert_eq!(f.reg.get(id).unwrap().stats.calls, calls);
 }
 
 #[tokio::test]
