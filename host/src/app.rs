@@ -242,6 +242,7 @@ fn router(
 ) -> Router {
     let prefix = args.normalized_prefix().unwrap_or_default();
     let api_path = format!("{prefix}/comfyhost/api");
+    let jobs = state.jobs.clone();
     let proxy = comfyhost_proxy::router(proxy);
     Router::new()
         .nest(&api_path, api::router(state))
@@ -250,6 +251,7 @@ fn router(
             &prefix,
             remote,
             overlay,
+            jobs,
             proxy.clone(),
         ))
         .merge(proxy)

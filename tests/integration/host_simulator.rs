@@ -281,14 +281,18 @@ async fn comfyui_down_gives_clear_errors_not_hangs() {
         "answered promptly"
     );
 
-    // The browser socket is accepted and closed with "try again later".
+    // The browser socket is the host's: accepted and kept open, with ComfyUI's status.
     let mut ws = ws_connect(&host, "itest-down").await;
     let msg = tokio::time::timeout(Duration::from_secs(5), ws.next())
         .await
-        .expect("close promptly");
+        .expect("status promptly");
     match msg {
-        Some(Ok(Message::Close(Some(frame)))) => assert_eq!(u16::from(frame.code), 1013),
-        other => panic!("expected close 1013, got {other:?}"),
+        Some(Ok(Message::Text(t))) => {
+            let v: Value = serde_json::from_str(&t).unwrap();
+            assert_eq!(v["type"], "status", "{v}");
+            assert_eq!(v["data"]["sid"], "itest-down", "{v}");
+        }
+        other => panic!("expected ComfyUI's status, got {other:?}"),
     }
 
     // Start again through the API.
