@@ -19,6 +19,7 @@ pub mod outputs;
 pub mod overlay;
 pub mod plugins_setup;
 pub mod remote;
+pub mod serve_early;
 pub mod state;
 pub mod telemetry;
 pub mod users;

@@ -128,7 +128,8 @@ async fn overlay_host(extra: &[&str]) -> (Host, tempfile::TempDir) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_crash_mid_job_reaches_the_page_on_its_open_socket() {
-    let (host, _plugins) = overlay_host(&["--comfyui-arg=--sim-node-delay-ms 1500"]).await;
+    let (host, _plugins) =
+        overlay_host(&["--comfyui-arg=--sim-node-delay-ms", "--comfyui-arg=1500"]).await;
     let mut ws = connect(&host, "crash-page").await;
     read_until(&mut ws, Duration::from_secs(10), |m| m["type"] == "status").await;
 
@@ -245,7 +246,8 @@ async fn a_refused_prompt_ends_its_banner_and_its_job() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn deleted_and_cleared_prompts_are_cancelled_not_lost() {
-    let (host, _plugins) = overlay_host(&["--comfyui-arg=--sim-node-delay-ms 1500"]).await;
+    let (host, _plugins) =
+        overlay_host(&["--comfyui-arg=--sim-node-delay-ms", "--comfyui-arg=1500"]).await;
     let mut ws = connect(&host, "delete-page").await;
     read_until(&mut ws, Duration::from_secs(10), |m| m["type"] == "status").await;
     let running = submit_ok(&host, empty_image_workflow("keep"), "delete-page").await;
@@ -437,4 +439,94 @@ async fn while_comfyui_is_down_the_page_gets_comfyui_shapes_and_an_open_socket()
     })
     .await;
     let _ = ADMIN_TOKEN;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn liveness_readiness_anonymous_session_fast_jobs_and_attach_shutdown() {
+    let http = Host::client();
+    // ComfyUI that takes long to start: the host is live at once, not ready.
+    let slow = Host::builder()
+        .arg("--comfyui-arg=--sim-startup-delay-ms")
+        .arg("--comfyui-arg=60000")
+        .no_wait()
+        .start()
+        .await;
+    let r = http
+        .get(slow.url("/comfyhost/api/health"))
+        .send()
+        .await
+        .expect("health");
+    assert_eq!(r.status().as_u16(), 200);
+    let r = http
+        .get(slow.url("/comfyhost/api/ready"))
+        .send()
+        .await
+        .expect("ready");
+    assert_eq!(r.status().as_u16(), 503);
+    let v: Value = r.json().await.expect("json");
+    assert_eq!(v["ready"], false, "{v}");
+    assert_eq!(v["comfyui"], "starting", "{v}");
+    drop(slow);
+
+    let host = Host::builder().start().await;
+    let r = http
+        .get(host.url("/comfyhost/api/ready"))
+        .send()
+        .await
+        .expect("ready");
+    assert_eq!(r.status().as_u16(), 200);
+    // An anonymous page asking who it is gets an answer, not a 401 in its console.
+    let r = http
+        .get(host.url("/comfyhost/api/session?optional=1"))
+        .send()
+        .await
+        .expect("session");
+    assert_eq!(r.status().as_u16(), 200);
+    assert_eq!(r.json::<Value>().await.expect("json")["user"], Value::Null);
+    let js = http
+        .get(host.url("/comfyhost/ext/status-overlay.js"))
+        .send()
+        .await
+        .expect("js")
+        .text()
+        .await
+        .expect("text");
+    assert!(js.contains("/comfyhost/api/session?optional=1"));
+
+    // A job too fast to be seen running still has its start time.
+    let prompt_id = submit_ok(&host, empty_image_workflow("fast"), "fast-page").await;
+    let job = wait_job(&host, &prompt_id, Duration::from_secs(20), "succeeded").await;
+    let started = job["started_ms"]
+        .as_i64()
+        .unwrap_or_else(|| panic!("{job:#}"));
+    assert!(
+        started <= job["finished_ms"].as_i64().expect("finished"),
+        "{job:#}"
+    );
+
+    // Attach mode: shutting down does not claim to stop a ComfyUI it does not own.
+    let mut attached = Host::builder()
+        .arg("--attach")
+        .arg(format!("http://127.0.0.1:{}", host.comfy_port))
+        .no_wait()
+        .start()
+        .await;
+    attached
+        .wait_comfy("attached", Duration::from_secs(20), |s| {
+            s["state"] == "attached"
+        })
+        .await;
+    // SAFETY: SIGTERM to the host process this test started.
+    unsafe {
+        libc::kill(attached.child.id() as i32, libc::SIGTERM);
+    }
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while attached.child.try_wait().ok().flatten().is_none() {
+        assert!(Instant::now() < deadline, "attached host did not stop");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let out = attached.output_text();
+    assert!(out.contains("shutting down"), "{out}");
+    assert!(!out.contains("stopping ComfyUI"), "{out}");
+    assert_eq!(host.comfy_state().await["state"], "ready");
 }

@@ -157,10 +157,8 @@ async fn proxies_http_and_ws_through_the_real_binary() {
 async fn binary_preview_frames_are_relayed() {
     let models = support::models_dir_with_checkpoint();
     let host = Host::builder()
-        .arg(format!(
-            "--comfyui-arg=--sim-models-dir {}",
-            models.path().display()
-        ))
+        .arg("--comfyui-arg=--sim-models-dir")
+        .arg(format!("--comfyui-arg={}", models.path().display()))
         .start()
         .await;
     let client_id = "itest-preview";
@@ -240,7 +238,8 @@ async fn startup_timeout_is_a_clear_failed_state() {
     let host = Host::builder()
         .arg("--startup-timeout")
         .arg("1")
-        .arg("--comfyui-arg=--sim-startup-delay-ms 60000")
+        .arg("--comfyui-arg=--sim-startup-delay-ms")
+        .arg("--comfyui-arg=60000")
         .no_wait()
         .start()
         .await;
@@ -339,7 +338,8 @@ async fn admin_api_requires_the_token() {
 async fn jobs_are_recorded_and_a_crash_mid_job_is_reported_not_lost() {
     // Slow nodes so the second prompt is still running when ComfyUI dies.
     let host = Host::builder()
-        .arg("--comfyui-arg=--sim-node-delay-ms 1500")
+        .arg("--comfyui-arg=--sim-node-delay-ms")
+        .arg("--comfyui-arg=1500")
         .start()
         .await;
     let http = Host::client();
