@@ -225,7 +225,7 @@ async fn the_banner_is_honest_about_a_crash_a_refusal_and_a_deletion() {
     println!("banner after kill -9 ({:?}): {failed}", killed.elapsed());
     b.screenshot("overlay-crash.png").await;
     host.wait_comfy("ComfyUI back", Duration::from_secs(40), |s| {
-        s["state"] == "ready"
+        s["state"] == "ready" && s["restarts"].as_u64().unwrap_or(0) >= 1
     })
     .await;
     b.wait_for(
@@ -328,7 +328,7 @@ async fn console_noise_during_a_comfyui_restart_through_the_host_and_directly() 
     }
     let killed = std::time::Instant::now();
     host.wait_comfy("ComfyUI back", Duration::from_secs(40), |s| {
-        s["state"] == "ready"
+        s["state"] == "ready" && s["restarts"].as_u64().unwrap_or(0) >= 1
     })
     .await;
     let down = killed.elapsed();
@@ -342,6 +342,12 @@ async fn console_noise_during_a_comfyui_restart_through_the_host_and_directly() 
         b.log_errors.len() - l0,
         b.uncaught() - u0,
     );
+    for e in b.errors[e0..].iter().chain(b.log_errors[l0..].iter()) {
+        println!(
+            "through the host: {}",
+            e.chars().take(200).collect::<String>()
+        );
+    }
     drop(b);
     drop(host);
 
@@ -403,6 +409,9 @@ async fn console_noise_during_a_comfyui_restart_through_the_host_and_directly() 
         b.log_errors.len() - l0,
         b.uncaught() - u0,
     );
+    for e in b.errors[e0..].iter().chain(b.log_errors[l0..].iter()) {
+        println!("directly: {}", e.chars().take(200).collect::<String>());
+    }
     let _ = sim.kill();
     let _ = sim.wait();
     println!(

@@ -329,6 +329,17 @@ impl OverlayDriver {
     }
 }
 
+impl WsTap for OverlayDriver {
+    fn on_message(&self, _client_id: &str, message: &WsMessage) {
+        if self.inner.jobs.lock().is_empty() {
+            return;
+        }
+        if let Ok(v) = serde_json::from_str::<Value>(&message.to_text()) {
+            self.observe(&v);
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -341,16 +352,5 @@ mod tests {
         assert!(!counts_steps(Some("KSampler"), 0.5, 20.0));
         assert!(!counts_steps(Some("KSampler"), 0.0, 0.0));
         assert!(!counts_steps(None, 3.0, 20.0));
-    }
-}
-
-impl WsTap for OverlayDriver {
-    fn on_message(&self, _client_id: &str, message: &WsMessage) {
-        if self.inner.jobs.lock().is_empty() {
-            return;
-        }
-        if let Ok(v) = serde_json::from_str::<Value>(&message.to_text()) {
-            self.observe(&v);
-        }
     }
 }
