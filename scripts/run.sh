@@ -22,7 +22,7 @@ case " $* " in
         || echo "run.sh: could not install comfyui-frontend-package; the simulator serves a plain page" >&2
       frontend=$(python3 -c 'import comfyui_frontend_package as f, os; print(os.path.join(os.path.dirname(f.__file__), "static"))' 2>/dev/null || true)
       if [ -n "$frontend" ] && [ -f "$frontend/index.html" ]; then
-        extra=(--comfyui-arg "--front-end-root $frontend")
+        extra=(--comfyui-arg --front-end-root --comfyui-arg "$frontend")
       fi
     fi
     ;;

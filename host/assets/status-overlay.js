@@ -28,6 +28,15 @@ const state = {
   adminMode: false,
   jobs: new Map(), // prompt_id -> last update
   hideTimer: null,
+  comfyui: null, // the host's word on ComfyUI while it is down (`comfyhost.comfyui`)
+};
+
+const COMFYUI_TEXT = {
+  starting: "ComfyUI is starting…",
+  backoff: "ComfyUI stopped unexpectedly and is restarting…",
+  stopping: "ComfyUI is stopping…",
+  stopped: "ComfyUI is stopped.",
+  failed: "ComfyUI failed to start.",
 };
 
 function el(tag, attrs = {}, text) {
@@ -58,6 +67,11 @@ function render() {
   const b = banner();
   b.textContent = "";
   const live = [...state.jobs.values()];
+  if (state.comfyui && state.comfyui.connected === false) {
+    const c = state.comfyui;
+    const text = COMFYUI_TEXT[c.state] ?? (c.restarting ? "ComfyUI is restarting…" : "ComfyUI is not reachable; retrying…");
+    live.unshift({ prompt_id: "comfyui", severity: c.state === "failed" ? "error" : "info", user_text: `${text} This page stays connected.` });
+  }
   if (live.length === 0) {
     b.style.display = "none";
     return;
@@ -123,7 +137,8 @@ function safeRender() {
 
 async function whoami() {
   try {
-    const r = await fetch(`${basePath()}/comfyhost/api/session`, { credentials: "same-origin" });
+    // `optional=1`: 200 with no user when anonymous (no 401 in the console).
+    const r = await fetch(`${basePath()}/comfyhost/api/session?optional=1`, { credentials: "same-origin" });
     if (!r.ok) return;
     const me = await r.json();
     state.isAdmin = me?.is_admin === true;
@@ -144,6 +159,14 @@ function start() {
       onUpdate(e?.detail);
     } catch (err) {
       console.warn("[comfyhost] overlay update failed", err);
+    }
+  });
+  api.addEventListener("comfyhost.comfyui", (e) => {
+    try {
+      state.comfyui = e?.detail ?? null;
+      safeRender();
+    } catch (err) {
+      console.warn("[comfyhost] ComfyUI notice failed", err);
     }
   });
   whoami();

@@ -26,6 +26,30 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     std::fs::create_dir_all(&args.data_dir)
         .with_context(|| format!("creating data directory {}", args.data_dir.display()))?;
 
+    // Bound and answering liveness before the slow parts (plugins, GPU probe).
+    let listener = tokio::net::TcpListener::bind(args.listen)
+        .await
+        .with_context(|| format!("binding {}", args.listen))?;
+    let addr = listener.local_addr()?;
+    let slot: crate::serve_early::Slot = Arc::default();
+    let cancel = CancellationToken::new();
+    let shutdown = cancel.clone();
+    let early =
+        crate::serve_early::router(&args.normalized_prefix().unwrap_or_default(), slot.clone());
+    let server = tokio::spawn(async move {
+        axum::serve(
+            listener,
+            early.into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .with_graceful_shutdown(async move {
+            tokio::select! {
+                _ = shutdown_signal() => {}
+                _ = shutdown.cancelled() => {}
+            }
+        })
+        .await
+    });
+
     let (auth, origin) = AdminAuth::load_or_create(args.admin_token.as_deref(), &args.data_dir)?;
     if let TokenOrigin::Generated(token) = origin {
         eprintln!(
@@ -61,7 +85,6 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         tracing::info!(choice = ?r.decision.choice, flags = ?r.decision.flags, "attention decision");
     }
 
-    let cancel = CancellationToken::new();
     let sup_config = comfy_launch::supervisor_config(&args, &flags)?;
     let supervisor = Arc::new(
         Supervisor::spawn(sup_config, cancel.child_token())
@@ -203,32 +226,26 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         machine,
     };
     let app = router(&args, state, proxy, remote, overlay, metrics);
-
-    let listener = tokio::net::TcpListener::bind(args.listen)
-        .await
-        .with_context(|| format!("binding {}", args.listen))?;
-    let addr = listener.local_addr()?;
-    // Tests and scripts read this line.
+    let _ = slot.set(crate::serve_early::Assembled {
+        app,
+        supervisor: supervisor.clone(),
+    });
+    // Tests and scripts read this line: from here on every route is served.
     println!(
         "comfyhost listening on http://{addr}{}",
         args.normalized_prefix().unwrap_or_default()
     );
 
-    let shutdown = cancel.clone();
-    axum::serve(
-        listener,
-        app.into_make_service_with_connect_info::<SocketAddr>(),
-    )
-    .with_graceful_shutdown(async move {
-        tokio::select! {
-            _ = shutdown_signal() => {}
-            _ = shutdown.cancelled() => {}
-        }
-    })
-    .await
-    .context("serving HTTP")?;
+    server
+        .await
+        .context("the HTTP server task")?
+        .context("serving HTTP")?;
 
-    tracing::info!("shutting down: stopping ComfyUI");
+    if args.attach.is_some() {
+        tracing::info!("shutting down (the attached ComfyUI is not ours and keeps running)");
+    } else {
+        tracing::info!("shutting down: stopping ComfyUI");
+    }
     cancel.cancel();
     supervisor.shutdown().await;
     Ok(())
@@ -286,9 +303,10 @@ fn router(
 ) -> Router {
     let prefix = args.normalized_prefix().unwrap_or_default();
     let api_path = format!("{prefix}/comfyhost/api");
+    let jobs = state.jobs.clone();
     let proxy = comfyhost_proxy::router(proxy);
     // ComfyUI's endpoints (answered in part by the host, or proxied) are counted and timed.
-    let comfy = crate::comfy_routes::router(&prefix, remote, overlay, proxy.clone())
+    let comfy = crate::comfy_routes::router(&prefix, remote, overlay, jobs, proxy.clone())
         .merge(proxy)
         .layer(axum::middleware::from_fn(
             crate::metrics::route::track_proxy,

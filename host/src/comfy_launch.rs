@@ -50,12 +50,7 @@ pub fn supervisor_config(
     spec.database_file = Some(args.user_dir().join("comfyui.db"));
     spec.extra_model_paths_configs = args.extra_model_paths.iter().cloned().collect();
     spec.extra_flags = attention_flags.to_vec();
-    spec.extra_args = args
-        .comfyui_args
-        .iter()
-        .filter(|a| !a.is_empty())
-        .cloned()
-        .collect();
+    spec.extra_args = args.comfyui_extra_args();
     let mut config = SupervisorConfig::managed(spec);
     config.timings = Timings {
         startup_timeout: args.startup_timeout().unwrap_or(timings.startup_timeout),
@@ -109,7 +104,11 @@ mod tests {
             "comfyhost",
             "--comfyui-dir",
             dir.path().to_str().unwrap(),
-            "--comfyui-arg=--preview-method auto",
+            "--comfyui-arg=--preview-method",
+            "--comfyui-arg",
+            "auto",
+            "--comfyui-arg",
+            "--front-end-root /a dir/with spaces",
         ])
         .run;
         let cfg = supervisor_config(&args, &[]).unwrap();
@@ -117,7 +116,15 @@ mod tests {
             panic!("managed")
         };
         assert_eq!(spec.args_prefix, ["main.py"]);
-        assert_eq!(spec.extra_args, ["--preview-method", "auto"]);
+        assert_eq!(
+            spec.extra_args,
+            [
+                "--preview-method",
+                "auto",
+                "--front-end-root /a dir/with spaces"
+            ],
+            "one argument each, verbatim"
+        );
         assert_eq!(cfg.timings.startup_timeout.as_secs(), 600);
     }
 

@@ -5,6 +5,11 @@
 //! `POST /api/jobs/{id}/cancel` / `POST /api/jobs/cancel` cancel them on their backend. Everything
 //! else, and every request about local jobs, goes through the proxy unchanged. Each path is
 //! also served under ComfyUI's `/api` alias.
+//!
+//! While ComfyUI is down (the proxy answers 502/503), the routes the frontend polls answer in
+//! ComfyUI's own shapes: an empty local queue and the host's knowledge of history (remote
+//! jobs), so the page stays calm instead of parsing an error body as a queue. Prompts removed
+//! through `POST /queue {delete|clear}` are recorded as `cancelled`, not lost.
 
 use axum::Router;
 use axum::body::Body;
@@ -15,6 +20,7 @@ use http::{HeaderValue, StatusCode, header};
 use serde_json::{Map, Value, json};
 use tower::ServiceExt;
 
+use crate::jobs::JobTracker;
 use crate::overlay::OverlayDriver;
 use crate::remote::RemoteRunner;
 use crate::remote::jobs_view as views_jobs;
@@ -28,14 +34,22 @@ const COMMAND_LIMIT: usize = 1 << 20;
 struct Overlay {
     remote: RemoteRunner,
     status: OverlayDriver,
+    jobs: JobTracker,
     proxy: Router,
 }
 
 /// Routes for `prefix` (`""` or `/comfy`); merge before the proxy fallback.
-pub fn router(prefix: &str, remote: RemoteRunner, status: OverlayDriver, proxy: Router) -> Router {
+pub fn router(
+    prefix: &str,
+    remote: RemoteRunner,
+    status: OverlayDriver,
+    jobs: JobTracker,
+    proxy: Router,
+) -> Router {
     let state = Overlay {
         remote,
         status,
+        jobs,
         proxy,
     };
     let mut r = Router::new().route(
@@ -95,6 +109,26 @@ async fn forward_json(
     }
 }
 
+/// The proxy's answer when ComfyUI cannot be reached (or broke off mid-answer).
+fn comfyui_down(resp: &Response) -> bool {
+    matches!(
+        resp.status(),
+        StatusCode::SERVICE_UNAVAILABLE | StatusCode::BAD_GATEWAY
+    )
+}
+
+/// ComfyUI's JSON answer shape, built by the host.
+fn own_json(v: &Value) -> Response {
+    (
+        [
+            (header::CONTENT_TYPE, "application/json; charset=utf-8"),
+            (header::CACHE_CONTROL, "no-store"),
+        ],
+        v.to_string(),
+    )
+        .into_response()
+}
+
 fn json_response(mut parts: http::response::Parts, v: &Value) -> Response {
     parts.headers.remove(header::CONTENT_LENGTH);
     parts.headers.insert(
@@ -116,6 +150,11 @@ async fn queue(State(o): State<Overlay>, req: Request) -> Response {
     let remote = o.remote.store_rows(true);
     let (mut v, parts) = match forward_json(&o, req).await {
         Ok(x) => x,
+        Err(resp) if comfyui_down(&resp) => {
+            // ComfyUI's queue lives in its memory only: while it is down, it is empty.
+            let (parts, _) = own_json(&Value::Null).into_parts();
+            (json!({"queue_running": [], "queue_pending": []}), parts)
+        }
         Err(resp) => return resp,
     };
     for row in remote {
@@ -135,6 +174,10 @@ async fn history(State(o): State<Overlay>, req: Request) -> Response {
     let max_items = query_param(&req, "max_items").and_then(|m| m.parse::<usize>().ok());
     let (v, parts) = match forward_json(&o, req).await {
         Ok(x) => x,
+        Err(resp) if comfyui_down(&resp) => {
+            let (parts, _) = own_json(&Value::Null).into_parts();
+            (json!({}), parts)
+        }
         Err(resp) => return resp,
     };
     let mut merged: Vec<(f64, String, Value)> = Vec::new();
@@ -169,7 +212,14 @@ async fn history_one(
 ) -> Response {
     match o.remote.history_entry(&prompt_id) {
         Some(entry) => axum::Json(json!({ prompt_id: entry })).into_response(),
-        None => forward(&o, req).await,
+        None => {
+            let resp = forward(&o, req).await;
+            if comfyui_down(&resp) {
+                // What ComfyUI answers for a prompt it does not have.
+                return own_json(&json!({}));
+            }
+            resp
+        }
     }
 }
 
@@ -244,21 +294,38 @@ async fn queue_command(State(o): State<Overlay>, req: Request) -> Response {
         Ok(x) => x,
         Err(r) => return r,
     };
+    let mut local = Vec::new();
     if let Some(ids) = cmd.get("delete").and_then(Value::as_array) {
         for id in ids.iter().filter_map(Value::as_str) {
-            o.remote.cancel(id).await;
+            if !o.remote.cancel(id).await {
+                local.push(id.to_string());
+            }
         }
     }
+    let clear = cmd.get("clear").and_then(Value::as_bool) == Some(true);
     // `{"clear": true}` empties the pending queue, remote jobs that have not started included
     // (like ComfyUI, it leaves the running ones alone).
-    if cmd.get("clear").and_then(Value::as_bool) == Some(true) {
+    if clear {
         for row in o.remote.store_rows(true) {
             if row.state != "running" {
                 o.remote.cancel(&row.prompt_id).await;
             }
         }
     }
-    forward(&o, req).await
+    let resp = forward(&o, req).await;
+    if resp.status().is_success() {
+        // Gone from ComfyUI's queue on purpose: the tracker ends them `cancelled` once
+        // ComfyUI no longer lists them (a running prompt is not deleted by ComfyUI).
+        if !local.is_empty() {
+            o.jobs
+                .cancel_requested(&local, "deleted from the queue (POST /queue delete)");
+        }
+        if clear {
+            o.jobs
+                .cancel_requested_all_pending("the queue was cleared (POST /queue clear)");
+        }
+    }
+    resp
 }
 
 /// `GET /api/jobs`: the local ComfyUI's jobs (asked without paging) plus the remote ones,

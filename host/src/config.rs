@@ -121,13 +121,10 @@ pub struct RunArgs {
     #[arg(long, env = "COMFYHOST_EXTRA_MODEL_PATHS")]
     pub extra_model_paths: Option<PathBuf>,
 
-    /// Extra arguments appended verbatim to ComfyUI's command line (repeatable).
-    #[arg(
-        long = "comfyui-arg",
-        env = "COMFYHOST_COMFYUI_ARGS",
-        value_delimiter = ' ',
-        allow_hyphen_values = true
-    )]
+    /// One extra argument for ComfyUI's command line, verbatim (repeat the flag for each:
+    /// `--comfyui-arg --lowvram --comfyui-arg --preview-method --comfyui-arg auto`). The
+    /// environment variable `COMFYHOST_COMFYUI_ARGS` adds whitespace-separated arguments.
+    #[arg(long = "comfyui-arg", allow_hyphen_values = true, action = clap::ArgAction::Append)]
     pub comfyui_args: Vec<String>,
 
     /// Seconds to wait for ComfyUI to answer `/system_stats` before declaring it failed
@@ -187,6 +184,17 @@ pub struct RunArgs {
 }
 
 impl RunArgs {
+    /// ComfyUI's extra arguments: `COMFYHOST_COMFYUI_ARGS` (split on whitespace), then each
+    /// `--comfyui-arg` as given.
+    pub fn comfyui_extra_args(&self) -> Vec<String> {
+        let from_env = std::env::var("COMFYHOST_COMFYUI_ARGS").unwrap_or_default();
+        from_env
+            .split_whitespace()
+            .map(str::to_string)
+            .chain(self.comfyui_args.iter().filter(|a| !a.is_empty()).cloned())
+            .collect()
+    }
+
     pub fn comfy_mode(&self) -> ComfyMode {
         if let Some(url) = &self.attach {
             ComfyMode::Attach { url: url.clone() }

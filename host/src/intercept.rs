@@ -272,7 +272,8 @@ impl PluginInterceptor {
             // The runner recorded the job's end itself.
             Submitted::Refused { status, body } => {
                 self.fair.done(prompt_id);
-                self.overlay.forget(prompt_id);
+                self.overlay
+                    .host_rejected(prompt_id, &crate::jobs::rejection_message(&body));
                 Outcome::done(PromptDecision::respond(status, body))
             }
         }
@@ -287,13 +288,22 @@ impl PluginInterceptor {
     /// names model files that are not installed (`value_not_in_list` on a loader input), each
     /// such error's `details` also says which preset provides the file, and the answer carries
     /// the whole resolution under `comfyhost` (ComfyUI's fields are otherwise unchanged).
-    async fn on_refused(&self, forwarded: &Bytes, answer: &Bytes) -> Option<Bytes> {
+    async fn on_refused(
+        &self,
+        forwarded: &Bytes,
+        status: StatusCode,
+        answer: &Bytes,
+    ) -> Option<Bytes> {
         let request = PromptRequest::parse(forwarded).ok()?;
         let prompt_id = request.prompt_id.clone()?;
         let mut body: Value = serde_json::from_slice(answer)
             .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(answer).into_owned()));
+        if status == StatusCode::SERVICE_UNAVAILABLE {
+            self.jobs.unreachable(&prompt_id, &body);
+            return None;
+        }
+        // Ends the job and the page's banner with ComfyUI's reason.
         self.jobs.rejected_by_comfyui(&prompt_id, &body);
-        self.overlay.forget(&prompt_id);
         if !body.to_string().contains("value_not_in_list") {
             return None;
         }
@@ -433,9 +443,9 @@ impl PromptInterceptor for PluginInterceptor {
         &'a self,
         _ctx: &'a PromptRequestContext,
         forwarded: &'a Bytes,
-        _status: StatusCode,
+        status: StatusCode,
         answer: &'a Bytes,
     ) -> BoxFuture<'a, Option<Bytes>> {
-        Box::pin(self.on_refused(forwarded, answer))
+        Box::pin(self.on_refused(forwarded, status, answer))
     }
 }

@@ -2,8 +2,14 @@
 //! ComfyUI sees it, followed to its end through ComfyUI's history, and, when ComfyUI dies or
 //! forgets it, recorded as failed and reported to the browser (`comfyhost.job_failed`) instead
 //! of being silently lost. Survives host restarts: unfinished jobs are picked up again at start.
+//!
+//! Every job ends in exactly one terminal state: `succeeded`, `failed` (with the reason),
+//! `interrupted`, `cancelled` (deleted from the queue, or ComfyUI stopped or restarted on
+//! purpose), `rejected` (refused before it ran) or `lost` (only when nothing is known). The
+//! job's page gets `comfyhost.job_ended` with that state (kept for a while when the page is
+//! away, see `WsHub::send_or_keep`).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -34,6 +40,8 @@ struct InFlight {
     missing_since_ms: Option<i64>,
     /// Seen running (its start is recorded once).
     running: bool,
+    /// Removed from ComfyUI's queue on purpose (`POST /queue {delete|clear}`): why.
+    cancel_requested: Option<String>,
 }
 
 /// One file a finished job produced, as ComfyUI lists it in the history's `outputs`.
@@ -58,7 +66,7 @@ pub struct FinishedJob {
     pub client_id: Option<String>,
     /// Authenticated submitter, when known.
     pub user_id: Option<String>,
-    /// `succeeded`, `failed`, `interrupted`, `lost`.
+    /// `succeeded`, `failed`, `interrupted`, `cancelled`, `lost`.
     pub status: String,
     /// Files the job produced (empty unless it succeeded).
     pub outputs: Vec<OutputRef>,
@@ -91,6 +99,8 @@ struct Inner {
     finished: broadcast::Sender<FinishedJob>,
     fair: FairQueue,
     overlay: std::sync::OnceLock<crate::overlay::OverlayDriver>,
+    /// Where the browsers are (set by [`JobTracker::spawn`]).
+    proxy: std::sync::OnceLock<ProxyState>,
 }
 
 /// A record with only identity, status and submission time set; the store keeps earlier
@@ -142,6 +152,7 @@ impl JobTracker {
                 finished: broadcast::channel(256).0,
                 fair,
                 overlay: std::sync::OnceLock::new(),
+                proxy: std::sync::OnceLock::new(),
             }),
         };
         let unfinished = tracker
@@ -162,6 +173,7 @@ impl JobTracker {
                     submitted_ms: job.submitted_ms,
                     missing_since_ms: None,
                     running: job.status == "running",
+                    cancel_requested: None,
                 },
             );
         }
@@ -197,8 +209,30 @@ impl JobTracker {
                 submitted_ms: now,
                 missing_since_ms: None,
                 running: false,
+                cancel_requested: None,
             },
         );
+    }
+
+    /// Prompts removed from ComfyUI's queue through the host (`POST /queue {"delete": ids}`):
+    /// once ComfyUI no longer has them they end `cancelled`, not `lost`.
+    pub fn cancel_requested(&self, prompt_ids: &[String], why: &str) {
+        let mut map = self.inner.in_flight.lock();
+        for id in prompt_ids {
+            if let Some(job) = map.get_mut(id) {
+                job.cancel_requested = Some(why.to_string());
+            }
+        }
+    }
+
+    /// Every local job not yet seen running (`POST /queue {"clear": true}`, a restart asked
+    /// for from the page).
+    pub fn cancel_requested_all_pending(&self, why: &str) {
+        for job in self.inner.in_flight.lock().values_mut() {
+            if !job.running {
+                job.cancel_requested = Some(why.to_string());
+            }
+        }
     }
 
     /// Lets the status overlay hear about jobs the host ends itself.
@@ -221,9 +255,32 @@ impl JobTracker {
     /// ComfyUI refused a prompt the host forwarded (validation error): it never entered the
     /// queue, so the job ends now, with ComfyUI's answer, instead of being reported lost later.
     pub fn rejected_by_comfyui(&self, prompt_id: &str, answer: &Value) {
-        self.inner.in_flight.lock().remove(prompt_id);
+        let client_id = self
+            .inner
+            .in_flight
+            .lock()
+            .remove(prompt_id)
+            .and_then(|j| j.client_id);
         let error = json!({"type": "comfyui_rejected", "answer": answer});
-        self.end_rejected(prompt_id, None, None, &error);
+        self.end_rejected(prompt_id, client_id.as_deref(), None, &error);
+        if let Some(overlay) = self.inner.overlay.get() {
+            overlay.host_rejected(prompt_id, &rejection_message(answer));
+        }
+    }
+
+    /// ComfyUI could not be reached with a prompt the host was forwarding: it never ran.
+    pub fn unreachable(&self, prompt_id: &str, answer: &Value) {
+        let client_id = self
+            .inner
+            .in_flight
+            .lock()
+            .remove(prompt_id)
+            .and_then(|j| j.client_id);
+        let error = json!({"type": "comfyui_unavailable", "answer": answer});
+        self.end_rejected(prompt_id, client_id.as_deref(), None, &error);
+        if let Some(overlay) = self.inner.overlay.get() {
+            overlay.host_rejected(prompt_id, &rejection_message(answer));
+        }
     }
 
     /// A prompt refused by the host (plugin rejection or failure); never reaches ComfyUI.
@@ -251,6 +308,28 @@ impl JobTracker {
             tracing::error!(prompt_id, error = %e, "cannot record a rejected job");
         }
         crate::metrics::job_ended(route.unwrap_or("local"), "rejected");
+        if let Some(client) = client_id {
+            self.tell_page(client, prompt_id, "rejected", Some(error));
+        }
+    }
+
+    /// `comfyhost.job_ended` (and `comfyhost.job_failed` for failures) to the job's page, kept
+    /// for a while when the page is away.
+    fn tell_page(&self, client_id: &str, prompt_id: &str, status: &str, error: Option<&Value>) {
+        let Some(proxy) = self.inner.proxy.get() else {
+            return;
+        };
+        let data = json!({"prompt_id": prompt_id, "status": status, "error": error});
+        let mut events = Vec::new();
+        if matches!(status, "failed" | "lost") {
+            events.extend(HostEvent::new("comfyhost.job_failed", data.clone()));
+        }
+        events.extend(HostEvent::new("comfyhost.job_ended", data));
+        for event in events {
+            if let Err(e) = proxy.ws().send_or_keep(client_id, &event) {
+                tracing::debug!(prompt_id, error = %e, "job end kept for the page's return");
+            }
+        }
     }
 
     /// Every job's end, with the files it produced. Slow receivers lag (they miss events,
@@ -276,6 +355,7 @@ impl JobTracker {
         cancel: CancellationToken,
     ) {
         let tracker = self.clone();
+        let _ = self.inner.proxy.set(proxy.clone());
         let supervisor = supervisor.clone();
         let mut events = supervisor.subscribe();
         tokio::spawn(async move {
@@ -285,13 +365,22 @@ impl JobTracker {
                 tokio::select! {
                     _ = cancel.cancelled() => return,
                     ev = events.recv() => match ev {
+                        // The supervisor asked for it (an admin's stop or restart): on purpose.
+                        Ok(SupervisorEvent::Exited { exit, .. }) if exit.expected => {
+                            let why = format!(
+                                "ComfyUI was stopped or restarted on purpose (by an admin or the \
+                                 host; {}) while this prompt was queued or running",
+                                exit.description
+                            );
+                            tracker.end_all("cancelled", "comfyui_stopped", &why, &proxy);
+                        }
                         Ok(SupervisorEvent::Exited { exit, .. }) => {
                             let why = format!(
                                 "ComfyUI exited ({}) while this prompt was queued or running; \
                                  ComfyUI does not keep its queue across restarts, so queue it again",
                                 exit.description
                             );
-                            tracker.fail_all("comfyui_exited", &why, &proxy);
+                            tracker.end_all("failed", "comfyui_exited", &why, &proxy);
                         }
                         Ok(_) | Err(RecvError::Lagged(_)) => {}
                         Err(RecvError::Closed) => return,
@@ -309,16 +398,17 @@ impl JobTracker {
         });
     }
 
-    fn fail_all(&self, kind: &str, message: &str, proxy: &ProxyState) {
+    fn end_all(&self, status: &str, kind: &str, message: &str, proxy: &ProxyState) {
         let jobs: Vec<(String, InFlight)> = self.inner.in_flight.lock().drain().collect();
         for (prompt_id, job) in jobs {
             self.finish(
                 &prompt_id,
                 &job,
                 Outcome {
-                    status: "failed".into(),
+                    status: status.into(),
                     error: Some(json!({"type": kind, "message": message})),
                     outputs: Vec::new(),
+                    started_ms: None,
                 },
                 proxy,
             );
@@ -330,11 +420,14 @@ impl JobTracker {
             status,
             error,
             outputs,
+            started_ms,
         } = outcome;
         let status = status.as_str();
         self.inner.fair.done(prompt_id);
         let record = JobRecord {
             finished_ms: Some(now_ms()),
+            // A job too fast to be seen running: its start from ComfyUI's history.
+            started_ms: started_ms.filter(|_| !job.running),
             error_json: error.as_ref().map(Value::to_string),
             ..record(
                 prompt_id,
@@ -349,12 +442,16 @@ impl JobTracker {
         if let (Some(err), Some(overlay)) = (&error, self.inner.overlay.get())
             && err.get("messages").is_none()
         {
-            // Ends ComfyUI did not report itself (it exited, or forgot the prompt).
-            overlay.host_failure(
-                prompt_id,
-                err["type"].as_str().unwrap_or("JobFailed"),
-                err["message"].as_str().unwrap_or(status),
-            );
+            // Ends ComfyUI did not report itself (it exited, forgot or dropped the prompt).
+            if status == "cancelled" {
+                overlay.host_cancelled(prompt_id);
+            } else {
+                overlay.host_failure(
+                    prompt_id,
+                    err["type"].as_str().unwrap_or("JobFailed"),
+                    err["message"].as_str().unwrap_or(status),
+                );
+            }
         }
         match &error {
             Some(err) => tracing::warn!(prompt_id, status, error = %err, "job ended"),
@@ -375,15 +472,9 @@ impl JobTracker {
             status: status.to_string(),
             outputs,
         });
-        if let (Some(err), Some(client)) = (error, &job.client_id) {
-            let event = HostEvent::new(
-                "comfyhost.job_failed",
-                json!({"prompt_id": prompt_id, "status": status, "error": err}),
-            );
-            if let Ok(event) = event {
-                // The browser may be reconnecting right now; the job record stays in the API.
-                let _ = proxy.ws().send_to(client, &event);
-            }
+        if let Some(client) = &job.client_id {
+            let _ = self.inner.proxy.set(proxy.clone());
+            self.tell_page(client, prompt_id, status, error.as_ref());
         }
     }
 
@@ -431,8 +522,26 @@ impl JobTracker {
             }
             return;
         }
-        if queue.pending.iter().any(|id| id == prompt_id) || now - job.submitted_ms < LOST_AFTER_MS
-        {
+        if queue.pending.iter().any(|id| id == prompt_id) {
+            return;
+        }
+        if let Some(why) = &job.cancel_requested {
+            // Deleted on purpose and now gone from ComfyUI's queue.
+            self.inner.in_flight.lock().remove(prompt_id);
+            self.finish(
+                prompt_id,
+                job,
+                Outcome {
+                    status: "cancelled".into(),
+                    error: Some(json!({"type": "cancelled", "message": why})),
+                    outputs: Vec::new(),
+                    started_ms: None,
+                },
+                proxy,
+            );
+            return;
+        }
+        if now - job.submitted_ms < LOST_AFTER_MS {
             return;
         }
         let since = {
@@ -455,6 +564,7 @@ impl JobTracker {
                                     rejected it, it was removed from the queue, or ComfyUI restarted"
                     })),
                     outputs: Vec::new(),
+                    started_ms: None,
                 },
                 proxy,
             );
@@ -492,11 +602,13 @@ impl JobTracker {
             return Ok(None);
         };
         let status = &entry["status"];
+        let started_ms = execution_start_ms(&status["messages"]);
         if status["status_str"] == "success" {
             return Ok(Some(Outcome {
                 status: "succeeded".into(),
                 error: None,
                 outputs: history_outputs(&entry["outputs"], self.inner.output_dir.as_deref()),
+                started_ms,
             }));
         }
         // Failed or interrupted: keep ComfyUI's own messages.
@@ -507,6 +619,7 @@ impl JobTracker {
             status: kind.into(),
             error: Some(json!({"type": format!("comfyui_{kind}"), "messages": messages})),
             outputs: Vec::new(),
+            started_ms,
         }))
     }
 
@@ -546,6 +659,48 @@ struct Outcome {
     status: String,
     error: Option<Value>,
     outputs: Vec<OutputRef>,
+    /// When ComfyUI started it (from the history's `execution_start`), if known.
+    started_ms: Option<i64>,
+}
+
+/// The `timestamp` of `execution_start` in a history entry's `status.messages`
+/// (`[["execution_start", {"prompt_id", "timestamp"}], ...]`).
+fn execution_start_ms(messages: &Value) -> Option<i64> {
+    messages
+        .as_array()?
+        .iter()
+        .find(|m| m[0] == "execution_start")
+        .and_then(|m| m[1]["timestamp"].as_i64())
+}
+
+/// One line for the page from ComfyUI's (or the proxy's) refusal body.
+pub(crate) fn rejection_message(answer: &Value) -> String {
+    let error = &answer["error"];
+    let message = error["message"]
+        .as_str()
+        .or_else(|| answer.as_str())
+        .unwrap_or("ComfyUI refused the prompt");
+    let mut nodes: Vec<String> = answer["node_errors"]
+        .as_object()
+        .into_iter()
+        .flat_map(|m| m.values())
+        .flat_map(|n| n["errors"].as_array().into_iter().flatten())
+        .filter_map(|e| {
+            let m = e["message"].as_str()?;
+            Some(match e["details"].as_str().filter(|d| !d.is_empty()) {
+                Some(d) => format!("{m}: {d}"),
+                None => m.to_string(),
+            })
+        })
+        .collect::<HashSet<_>>()
+        .into_iter()
+        .collect();
+    nodes.sort();
+    if nodes.is_empty() {
+        message.to_string()
+    } else {
+        format!("{message}: {}", nodes.join("; "))
+    }
 }
 
 /// Files in a history entry's `outputs`: `{node_id: {images|gifs|audio|video|...: [{filename,
@@ -593,6 +748,26 @@ struct QueueIds {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn start_time_and_refusal_text_come_from_comfyui_answers() {
+        let messages = json!([
+            ["execution_start", {"prompt_id": "p", "timestamp": 1795418347739_i64}],
+            ["execution_cached", {"nodes": [], "prompt_id": "p", "timestamp": 1795418347740_i64}]
+        ]);
+        assert_eq!(execution_start_ms(&messages), Some(1795418347739));
+        assert_eq!(execution_start_ms(&json!(null)), None);
+        let answer = json!({
+            "error": {"type": "prompt_outputs_failed_validation", "message": "Prompt outputs failed validation", "details": ""},
+            "node_errors": {"2": {"errors": [{"type": "value_not_in_list", "message": "Value not in list",
+                "details": "ckpt_name: 'x.safetensors' not in []"}]}}
+        });
+        assert_eq!(
+            rejection_message(&answer),
+            "Prompt outputs failed validation: Value not in list: ckpt_name: 'x.safetensors' not in []"
+        );
+        assert_eq!(rejection_message(&json!("bad")), "bad");
+    }
 
     #[test]
     fn history_outputs_lists_file_references_only() {

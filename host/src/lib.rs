@@ -23,6 +23,7 @@ pub mod plugin_cli;
 pub mod plugins_setup;
 pub mod remote;
 pub mod retention;
+pub mod serve_early;
 pub mod state;
 pub mod telemetry;
 pub mod users;

@@ -82,8 +82,8 @@ async fn an_admin_runs_the_workshop_from_the_dashboard() {
     };
     let tmp = tempfile::tempdir().expect("tmp");
     let mut builder = Host::builder()
-        .arg("--comfyui-arg")
-        .arg("--sim-node-delay-ms 50");
+        .arg("--comfyui-arg=--sim-node-delay-ms")
+        .arg("--comfyui-arg=50");
     for d in plugins(tmp.path()) {
         builder = builder.plugin_dir(d);
     }

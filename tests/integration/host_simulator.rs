@@ -155,10 +155,8 @@ async fn proxies_http_and_ws_through_the_real_binary() {
 async fn binary_preview_frames_are_relayed() {
     let models = crate::support::models_dir_with_checkpoint();
     let host = Host::builder()
-        .arg(format!(
-            "--comfyui-arg=--sim-models-dir {}",
-            models.path().display()
-        ))
+        .arg("--comfyui-arg=--sim-models-dir")
+        .arg(format!("--comfyui-arg={}", models.path().display()))
         .start()
         .await;
     let client_id = "itest-preview";
@@ -238,7 +236,8 @@ async fn startup_timeout_is_a_clear_failed_state() {
     let host = Host::builder()
         .arg("--startup-timeout")
         .arg("1")
-        .arg("--comfyui-arg=--sim-startup-delay-ms 60000")
+        .arg("--comfyui-arg=--sim-startup-delay-ms")
+        .arg("--comfyui-arg=60000")
         .no_wait()
         .start()
         .await;
@@ -279,14 +278,18 @@ async fn comfyui_down_gives_clear_errors_not_hangs() {
         "answered promptly"
     );
 
-    // The browser socket is accepted and closed with "try again later".
+    // The browser socket is the host's: accepted and kept open, with ComfyUI's status.
     let mut ws = ws_connect(&host, "itest-down").await;
     let msg = tokio::time::timeout(Duration::from_secs(5), ws.next())
         .await
-        .expect("close promptly");
+        .expect("status promptly");
     match msg {
-        Some(Ok(Message::Close(Some(frame)))) => assert_eq!(u16::from(frame.code), 1013),
-        other => panic!("expected close 1013, got {other:?}"),
+        Some(Ok(Message::Text(t))) => {
+            let v: Value = serde_json::from_str(&t).unwrap();
+            assert_eq!(v["type"], "status", "{v}");
+            assert_eq!(v["data"]["sid"], "itest-down", "{v}");
+        }
+        other => panic!("expected ComfyUI's status, got {other:?}"),
     }
 
     // Start again through the API.
@@ -333,7 +336,8 @@ async fn admin_api_requires_the_token() {
 async fn jobs_are_recorded_and_a_crash_mid_job_is_reported_not_lost() {
     // Slow nodes so the second prompt is still running when ComfyUI dies.
     let host = Host::builder()
-        .arg("--comfyui-arg=--sim-node-delay-ms 1500")
+        .arg("--comfyui-arg=--sim-node-delay-ms")
+        .arg("--comfyui-arg=1500")
         .start()
         .await;
     let http = Host::client();

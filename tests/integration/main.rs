@@ -9,6 +9,7 @@ mod browser_dashboard;
 mod browser_overlay;
 mod dashboard_auth;
 mod docker_entrypoint;
+mod honest_failures;
 mod host_plugins;
 mod host_simulator;
 mod machine;

@@ -869,7 +869,7 @@ async fn outputs_announced_before_the_host_dies_keep_their_owner() {
     let mut host = RunningHost::start_with(
         data.path(),
         &env,
-        &["--comfyui-arg", "--sim-node-delay-ms 1500"],
+        &["--comfyui-arg=--sim-node-delay-ms", "--comfyui-arg=1500"],
     )
     .await;
     approve(

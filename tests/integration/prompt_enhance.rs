@@ -29,10 +29,8 @@ async fn start(origin: &str, models: &tempfile::TempDir) -> Host {
     .expect("schema");
     Host::builder()
         .plugin_dir(dir)
-        .arg(format!(
-            "--comfyui-arg=--sim-models-dir {}",
-            models.path().display()
-        ))
+        .arg("--comfyui-arg=--sim-models-dir")
+        .arg(format!("--comfyui-arg={}", models.path().display()))
         .start()
         .await
 }

@@ -777,8 +777,8 @@ async fn a_host_restart_mid_job_loses_nothing() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_user_cannot_starve_another_in_the_local_queue() {
     let host = Host::builder()
-        .arg("--comfyui-arg")
-        .arg("--sim-node-delay-ms 250")
+        .arg("--comfyui-arg=--sim-node-delay-ms")
+        .arg("--comfyui-arg=250")
         .start()
         .await;
     let flood = create_user(&host, "flood").await;

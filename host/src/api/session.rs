@@ -101,7 +101,19 @@ async fn login(
     }
 }
 
-async fn whoami(State(s): State<AppState>, headers: HeaderMap) -> Response {
+/// `?optional=1`: page scripts that only want to know (the status overlay) get `200` with
+/// `"user": null` instead of a `401` that every anonymous page load would log in its console.
+#[derive(serde::Deserialize)]
+struct WhoamiQuery {
+    #[serde(default)]
+    optional: Option<String>,
+}
+
+async fn whoami(
+    State(s): State<AppState>,
+    axum::extract::Query(q): axum::extract::Query<WhoamiQuery>,
+    headers: HeaderMap,
+) -> Response {
     match s.identity.credential(&headers) {
         Some(Credential::Session { user, csrf }) => {
             Json(json!({"user": user.id, "is_admin": user.is_admin, "csrf_token": csrf}))
@@ -109,6 +121,13 @@ async fn whoami(State(s): State<AppState>, headers: HeaderMap) -> Response {
         }
         Some(Credential::Bearer(user)) => {
             Json(json!({"user": user.id, "is_admin": user.is_admin})).into_response()
+        }
+        None if q
+            .optional
+            .as_deref()
+            .is_some_and(|v| v == "1" || v == "true") =>
+        {
+            Json(json!({"user": null, "is_admin": false})).into_response()
         }
         None => error(StatusCode::UNAUTHORIZED, "unauthorized", "not signed in"),
     }

@@ -35,11 +35,8 @@ pub struct ModelsService {
 /// simulator's `--sim-models-dir` or `<data>/comfyui/models`, `<dir>/models` when
 /// `--base-directory <dir>` is passed through; `None` in attach mode.
 pub fn models_root(args: &RunArgs) -> Option<PathBuf> {
-    let passed: Vec<&str> = args
-        .comfyui_args
-        .iter()
-        .flat_map(|a| a.split_whitespace())
-        .collect();
+    let extra = args.comfyui_extra_args();
+    let passed: Vec<&str> = extra.iter().map(String::as_str).collect();
     let value_of = |flag: &str| {
         passed
             .windows(2)

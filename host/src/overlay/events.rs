@@ -17,10 +17,10 @@ fn strings(v: &Value) -> Vec<String> {
 /// The event a message means, if any (`status`, previews and end markers mean none).
 pub fn from_message(m: &Value) -> Option<ExecutionEvent> {
     let d = &m["data"];
+    // ComfyUI sends floats for some nodes (`"max": 20.0`, seconds, fractions).
     let u32_of = |k: &str| {
-        d[k].as_u64()
-            .and_then(|v| u32::try_from(v).ok())
-            .unwrap_or(0)
+        d[k].as_f64()
+            .map_or(0, |v| v.clamp(0.0, f64::from(u32::MAX)) as u32)
     };
     Some(match m["type"].as_str()? {
         "execution_start" => ExecutionEvent::Started,

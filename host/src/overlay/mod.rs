@@ -35,7 +35,18 @@ struct JobState {
     queued_at: Instant,
     last_event: Instant,
     last_progress_emit: Option<(Instant, u32)>,
+    /// `class_type` of each node of the workflow (to tell sampler steps from other progress).
+    classes: HashMap<String, String>,
     tx: mpsc::UnboundedSender<(ExecutionEvent, JobContext)>,
+}
+
+/// Whether a node's progress counts sampler steps (integer steps of a `*Sampler*` node);
+/// other nodes report seconds, tiles or fractions that must not read as "step n/m".
+fn counts_steps(class_type: Option<&str>, value: f64, max: f64) -> bool {
+    class_type.is_some_and(|c| c.contains("Sampler"))
+        && value.fract() == 0.0
+        && max.fract() == 0.0
+        && max >= 1.0
 }
 
 /// Drives status-overlay plugins. Cheap to clone.
@@ -90,6 +101,12 @@ impl OverlayDriver {
         let nodes_total = workflow
             .as_object()
             .map_or(0, |m| u32::try_from(m.len()).unwrap_or(u32::MAX));
+        let classes = workflow
+            .as_object()
+            .into_iter()
+            .flatten()
+            .filter_map(|(id, node)| Some((id.clone(), node["class_type"].as_str()?.to_string())))
+            .collect();
         let (tx, rx) = mpsc::unbounded_channel();
         let now = Instant::now();
         self.inner.jobs.lock().insert(
@@ -104,6 +121,7 @@ impl OverlayDriver {
                 queued_at: now,
                 last_event: now,
                 last_progress_emit: None,
+                classes,
                 tx,
             },
         );
@@ -111,9 +129,16 @@ impl OverlayDriver {
         self.event(prompt_id, ExecutionEvent::Queued { position: None });
     }
 
-    /// The prompt never ran (refused after all): drop its state without an update.
-    pub fn forget(&self, prompt_id: &str) {
-        self.inner.jobs.lock().remove(prompt_id);
+    /// The prompt was refused before it ran (ComfyUI's validation, or ComfyUI unreachable):
+    /// the banner ends with the reason instead of staying on "Queued".
+    pub fn host_rejected(&self, prompt_id: &str, message: &str) {
+        self.host_failure(prompt_id, "Rejected", message);
+    }
+
+    /// The job was removed on purpose (deleted from the queue, ComfyUI stopped or restarted by
+    /// an admin): the banner says it was cancelled.
+    pub fn host_cancelled(&self, prompt_id: &str) {
+        self.event(prompt_id, ExecutionEvent::Interrupted);
     }
 
     /// The host itself ended a job (ComfyUI exited, or forgot the prompt).
@@ -135,9 +160,50 @@ impl OverlayDriver {
         let Some(prompt_id) = message["data"]["prompt_id"].as_str() else {
             return;
         };
-        if let Some(ev) = events::from_message(message) {
+        if message["type"] == "progress" {
+            self.progress(prompt_id, &message["data"]);
+        } else if let Some(ev) = events::from_message(message) {
             self.event(prompt_id, ev);
         }
+    }
+
+    /// A `progress` message (`value`/`max` are floats for some nodes). Passed on at most every
+    /// 250 ms or 5 %, and its end once; as sampler steps only for sampler nodes, otherwise as
+    /// "still running this node" (no "step n/m" for seconds, tiles or fractions).
+    fn progress(&self, prompt_id: &str, data: &Value) {
+        let node = data["node"].as_str().unwrap_or_default().to_string();
+        let value = data["value"].as_f64().unwrap_or(0.0).max(0.0);
+        let max = data["max"].as_f64().unwrap_or(0.0).max(0.0);
+        let event = {
+            let mut jobs = self.inner.jobs.lock();
+            let Some(job) = jobs.get_mut(prompt_id) else {
+                return;
+            };
+            let now = Instant::now();
+            let pct = if max > 0.0 {
+                ((value / max).clamp(0.0, 1.0) * 100.0) as u32
+            } else {
+                0
+            };
+            if let Some((t, last_pct)) = job.last_progress_emit
+                && ((now.duration_since(t).as_millis() < 250 && pct < last_pct + 5)
+                    || (pct >= 100 && last_pct >= 100))
+            {
+                return;
+            }
+            job.last_progress_emit = Some((now, pct));
+            let class = job.classes.get(&node).map(String::as_str);
+            if counts_steps(class, value, max) {
+                ExecutionEvent::Progress {
+                    node,
+                    value: value as u32,
+                    max: max as u32,
+                }
+            } else {
+                ExecutionEvent::Executing { node }
+            }
+        };
+        self.event(prompt_id, event);
     }
 
     fn event(&self, prompt_id: &str, event: ExecutionEvent) {
@@ -155,25 +221,17 @@ impl OverlayDriver {
                     .saturating_sub(u32::try_from(nodes.len()).unwrap_or(0));
             }
             ExecutionEvent::Executing { node } => {
-                if let Some(prev) = job.current.replace(node.clone()) {
+                if let Some(prev) = job.current.replace(node.clone())
+                    && prev != *node
+                {
                     job.done.insert(prev);
                 }
             }
             ExecutionEvent::Executed { node, .. } => {
                 job.done.insert(node.clone());
             }
-            ExecutionEvent::Progress { value, max, .. } => {
-                // Sampler steps arrive fast; pass on at most every 250 ms or 5 %.
-                let pct = if *max == 0 { 0 } else { value * 100 / max };
-                if let Some((t, last_pct)) = job.last_progress_emit
-                    && now.duration_since(t).as_millis() < 250
-                    && pct < last_pct + 5
-                    && value != max
-                {
-                    return;
-                }
-                job.last_progress_emit = Some((now, pct));
-            }
+            // Throttled in `progress`.
+            ExecutionEvent::Progress { .. } => {}
             _ => {}
         }
         let ctx = JobContext {
@@ -211,11 +269,13 @@ impl OverlayDriver {
         let span = tracing::debug_span!("overlay", prompt_id = %prompt_id);
         tokio::spawn(tracing::Instrument::instrument(
             async move {
-                // One job's events are handled in order.
+                // One job's events are handled in order; an update equal to the plugin's last
+                // one for this job is not sent again.
+                let mut last_sent: HashMap<String, Value> = HashMap::new();
                 while let Some((event, ctx)) = rx.recv().await {
                     let updates = driver.inner.plugins.on_event(&ctx, &event).await;
                     for (plugin, update) in updates {
-                        driver.deliver(&ctx, &plugin, update);
+                        driver.deliver(&ctx, &plugin, update, &mut last_sent);
                     }
                 }
             },
@@ -228,6 +288,7 @@ impl OverlayDriver {
         ctx: &JobContext,
         plugin: &str,
         update: comfyhost_runtime::types::OverlayUpdate,
+        last_sent: &mut HashMap<String, Value>,
     ) {
         let (Some(proxy), Some(client)) = (self.inner.proxy.get(), &ctx.client_id) else {
             return;
@@ -249,10 +310,21 @@ impl OverlayDriver {
             "terminal": update.terminal,
             "is_admin": is_admin,
         });
-        if let Ok(ev) = HostEvent::new("comfyhost.overlay", data)
-            && let Err(e) = proxy.ws().send_to(client, &ev)
-        {
-            tracing::debug!(error = %e, "overlay update not delivered");
+        if last_sent.get(plugin) == Some(&data) {
+            return;
+        }
+        last_sent.insert(plugin.to_string(), data.clone());
+        let Ok(ev) = HostEvent::new("comfyhost.overlay", data) else {
+            return;
+        };
+        // A job's last word is kept for a page that is away; progress is not.
+        let sent = if update.terminal {
+            proxy.ws().send_or_keep(client, &ev)
+        } else {
+            proxy.ws().send_to(client, &ev)
+        };
+        if let Err(e) = sent {
+            tracing::debug!(error = %e, "overlay update not delivered now");
         }
     }
 }
@@ -265,5 +337,20 @@ impl WsTap for OverlayDriver {
         if let Ok(v) = serde_json::from_str::<Value>(&message.to_text()) {
             self.observe(&v);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_integer_sampler_progress_counts_steps() {
+        assert!(counts_steps(Some("KSampler"), 3.0, 20.0));
+        assert!(counts_steps(Some("SamplerCustomAdvanced"), 0.0, 4.0));
+        assert!(!counts_steps(Some("TestSleep"), 1.0, 20.0));
+        assert!(!counts_steps(Some("KSampler"), 0.5, 20.0));
+        assert!(!counts_steps(Some("KSampler"), 0.0, 0.0));
+        assert!(!counts_steps(None, 3.0, 20.0));
     }
 }

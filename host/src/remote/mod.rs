@@ -233,7 +233,12 @@ impl RemoteRunner {
     /// Sends a `comfyhost.*` notice to the job's browser.
     fn notice(&self, row: &RemoteJobRow, kind: &str, data: Value) {
         if let (Some(client), Ok(ev)) = (&row.client_id, HostEvent::new(kind, data)) {
-            let _ = self.inner.proxy.ws().send_to(client, &ev);
+            // A job's end is kept for a page that is away; status updates are not.
+            let _ = if kind == "comfyhost.job_failed" {
+                self.inner.proxy.ws().send_or_keep(client, &ev)
+            } else {
+                self.inner.proxy.ws().send_to(client, &ev)
+            };
         }
     }
 

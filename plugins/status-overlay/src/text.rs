@@ -77,6 +77,10 @@ pub fn friendly(f: &ExecutionFailure) -> String {
             return "The GPU server stopped responding while running your prompt. Please queue it again.".into();
         }
         "comfyhost.NoOutputs" => return "Your prompt finished but produced no images. Check that the workflow has a Save Image node.".into(),
+        "comfyhost.Rejected" => {
+            let first: String = f.exception_message.chars().take(200).collect();
+            return format!("Not queued: {first}");
+        }
         _ => {}
     }
     let first = f
@@ -273,6 +277,17 @@ mod tests {
             traceback: vec![],
         };
         assert!(friendly(&lost).contains("queue it again"));
+        let refused = ExecutionFailure {
+            node_id: None,
+            node_type: None,
+            exception_type: "comfyhost.Rejected".into(),
+            exception_message: "Prompt outputs failed validation: Value not in list".into(),
+            traceback: vec![],
+        };
+        assert_eq!(
+            friendly(&refused),
+            "Not queued: Prompt outputs failed validation: Value not in list"
+        );
         let other = ExecutionFailure {
             node_id: Some("9".into()),
             node_type: Some("SaveImage".into()),

@@ -78,6 +78,9 @@ pub struct Browser {
     next_id: u64,
     /// Console errors and uncaught exceptions seen so far.
     pub errors: Vec<String>,
+    /// Errors the browser itself logged (failed requests, refused sockets), as a person sees
+    /// them in the console next to `errors`.
+    pub log_errors: Vec<String>,
 }
 
 impl Drop for Browser {
@@ -156,10 +159,12 @@ impl Browser {
             page,
             next_id: 1,
             errors: Vec::new(),
+            log_errors: Vec::new(),
         };
         b.call("Page.enable", json!({})).await;
         b.call("Runtime.enable", json!({})).await;
         b.call("Network.enable", json!({})).await;
+        b.call("Log.enable", json!({})).await;
         b
     }
 
@@ -195,6 +200,9 @@ impl Browser {
                 }
                 Some("Runtime.consoleAPICalled") if v["params"]["type"] == "error" => {
                     self.errors.push(v["params"]["args"].to_string());
+                }
+                Some("Log.entryAdded") if v["params"]["entry"]["level"] == "error" => {
+                    self.log_errors.push(v["params"]["entry"].to_string());
                 }
                 _ => {}
             }
@@ -247,6 +255,14 @@ impl Browser {
             Duration::from_secs(20),
         )
         .await;
+    }
+
+    /// Uncaught exceptions among [`Browser::errors`].
+    pub fn uncaught(&self) -> usize {
+        self.errors
+            .iter()
+            .filter(|e| e.contains("\"exceptionId\""))
+            .count()
     }
 
     pub async fn navigate(&mut self, url: &str) {

@@ -102,11 +102,24 @@ pub(crate) async fn forward(
             let cause = error_chain(&e);
             return Err(if e.is_connect() {
                 tracing::debug!(%upstream, %cause, state = %snapshot.state, "ComfyUI unreachable");
-                ProxyError::Unavailable {
+                let error = ProxyError::Unavailable {
                     snapshot,
                     upstream: upstream.to_string(),
                     cause,
+                };
+                // The prompt never reached ComfyUI: the host ends its job now.
+                if let (Some((ctx, sent)), Some(interceptor)) = (&forwarded, state.interceptor()) {
+                    let body = serde_json::to_vec(&error.body()).unwrap_or_default();
+                    let _ = AssertUnwindSafe(interceptor.refused(
+                        ctx,
+                        sent,
+                        error.status(),
+                        &Bytes::from(body),
+                    ))
+                    .catch_unwind()
+                    .await;
                 }
+                error
             } else {
                 tracing::warn!(%upstream, path = upstream_pq, %cause, "ComfyUI connection broke");
                 ProxyError::BrokenResponse {

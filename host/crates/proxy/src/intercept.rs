@@ -63,6 +63,9 @@ pub trait PromptInterceptor: Send + Sync + 'static {
     /// [`REFUSAL_BODY_LIMIT`] bytes). `forwarded` is the body sent; `answer` ComfyUI's. Return a
     /// replacement answer (same status) to add what the host knows, or `None` to pass
     /// ComfyUI's bytes unchanged (the default).
+    ///
+    /// Also called with `503` and the proxy's own error body when ComfyUI could not be
+    /// reached at all (the prompt never got there); the return value is ignored then.
     fn refused<'a>(
         &'a self,
         ctx: &'a PromptRequestContext,

@@ -16,7 +16,9 @@
 //!   there is no separate output hook.
 //! - **Failures**: ComfyUI down -> `503` with `{"error":{"type":"comfyui_unavailable",...}}`
 //!   quoting the supervisor state ([`UpstreamState`]); broken response -> `502`; no response
-//!   headers within [`ProxyConfig::response_timeout`] -> `504`.
+//!   headers within [`ProxyConfig::response_timeout`] -> `504`. A page load (`GET` accepting
+//!   `text/html`) while ComfyUI is down gets a small `503` page instead that says whether
+//!   ComfyUI is starting, restarting, stopped or failed, with the reason, and reloads itself.
 //!
 //! Mount with [`router`].
 
@@ -31,6 +33,7 @@ mod intercept;
 mod path;
 mod router;
 mod state;
+mod unavailable_page;
 mod upstream;
 pub mod ws;
 

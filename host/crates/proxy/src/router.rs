@@ -12,7 +12,7 @@ use crate::error::ProxyError;
 use crate::headers::{self, ForwardedFor};
 use crate::path::{PrefixMatch, strip_prefix};
 use crate::state::ProxyState;
-use crate::{http_forward, ws};
+use crate::{http_forward, unavailable_page, ws};
 
 /// The proxy as an axum router with only a fallback, so every route the host registers itself
 /// (`/comfyhost/*`, dashboard, API) takes precedence:
@@ -77,8 +77,12 @@ async fn proxy_request(State(state): State<ProxyState>, req: Request) -> Respons
     if ws::is_upgrade_request(req.headers()) {
         return ws::handle(state.clone(), req, upstream_pq, fwd).await;
     }
+    let page_load = unavailable_page::wants_html(req.method(), req.headers());
     match http_forward::forward(&state, req, &upstream_pq, fwd).await {
         Ok(resp) => resp,
+        Err(ProxyError::Unavailable {
+            snapshot, cause, ..
+        }) if page_load => unavailable_page::response(&snapshot, &cause),
         Err(e) => e.into_response(),
     }
 }

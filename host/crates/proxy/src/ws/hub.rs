@@ -1,8 +1,9 @@
 //! Registry of relayed browser sockets: host-message injection and tap fan-out.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use comfyhost_protocol::WsMessage;
@@ -29,12 +30,64 @@ struct Slot {
     tx: mpsc::Sender<Utf8Bytes>,
 }
 
+/// How long a message kept for an absent page waits for it to come back.
+const KEEP_FOR: Duration = Duration::from_secs(15 * 60);
+/// Messages kept per clientId (the oldest go first).
+const KEEP_PER_CLIENT: usize = 32;
+/// clientIds with kept messages (the stalest go first).
+const KEEP_CLIENTS: usize = 4096;
+
+/// Messages waiting for a page that is away (reloading, offline), by clientId.
+#[derive(Default)]
+struct Kept {
+    by_client: HashMap<String, VecDeque<(Instant, Utf8Bytes)>>,
+}
+
+impl Kept {
+    fn keep(&mut self, client_id: &str, text: Utf8Bytes) {
+        let now = Instant::now();
+        self.by_client.retain(|_, q| {
+            q.back()
+                .is_some_and(|(t, _)| now.duration_since(*t) < KEEP_FOR)
+        });
+        if !self.by_client.contains_key(client_id) && self.by_client.len() >= KEEP_CLIENTS {
+            let stalest = self
+                .by_client
+                .iter()
+                .min_by_key(|(_, q)| q.back().map(|(t, _)| *t))
+                .map(|(k, _)| k.clone());
+            if let Some(k) = stalest {
+                self.by_client.remove(&k);
+            }
+        }
+        let q = self.by_client.entry(client_id.to_string()).or_default();
+        if q.len() >= KEEP_PER_CLIENT {
+            q.pop_front();
+        }
+        q.push_back((now, text));
+    }
+
+    fn take(&mut self, client_id: &str) -> Vec<Utf8Bytes> {
+        let now = Instant::now();
+        self.by_client
+            .remove(client_id)
+            .map(|q| {
+                q.into_iter()
+                    .filter(|(t, _)| now.duration_since(*t) < KEEP_FOR)
+                    .map(|(_, m)| m)
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+}
+
 /// The browser sockets the proxy is relaying, by clientId.
 ///
 /// Get it from [`crate::ProxyState::ws`]. When a clientId reconnects, the newest socket wins,
 /// as in ComfyUI.
 pub struct WsHub {
     clients: Mutex<HashMap<String, Slot>>,
+    kept: Mutex<Kept>,
     taps: Vec<Arc<dyn WsTap>>,
     next_conn: AtomicU64,
 }
@@ -43,6 +96,7 @@ impl WsHub {
     pub(crate) fn new(taps: Vec<Arc<dyn WsTap>>) -> Self {
         Self {
             clients: Mutex::new(HashMap::new()),
+            kept: Mutex::new(Kept::default()),
             taps,
             next_conn: AtomicU64::new(1),
         }
@@ -51,6 +105,19 @@ impl WsHub {
     /// Queue `event` for the browser socket `client_id`.
     pub fn send_to(&self, client_id: &str, event: &HostEvent) -> Result<(), InjectError> {
         self.send_text(client_id, Utf8Bytes::from(event.to_text()))
+    }
+
+    /// Like [`WsHub::send_to`], but when the page is away (no socket, or one that is not
+    /// reading) the message is kept for a while (15 minutes, the last 32 per clientId) and
+    /// delivered first when a socket with that clientId connects. For what a page must not
+    /// miss: a job's terminal state.
+    pub fn send_or_keep(&self, client_id: &str, event: &HostEvent) -> Result<(), InjectError> {
+        let text = Utf8Bytes::from(event.to_text());
+        let sent = self.send_text(client_id, text.clone());
+        if sent.is_err() {
+            self.kept.lock().keep(client_id, text);
+        }
+        sent
     }
 
     /// Queue a ComfyUI-native message (`{"type": "executing", "data": {...}}`) for the browser
@@ -109,6 +176,11 @@ impl WsHub {
         tx: mpsc::Sender<Utf8Bytes>,
     ) -> Registration {
         let conn = self.next_conn.fetch_add(1, Ordering::Relaxed);
+        for text in self.kept.lock().take(&client_id) {
+            if tx.try_send(text).is_err() {
+                tracing::debug!(%client_id, "a kept message did not fit the new socket's queue");
+            }
+        }
         if self
             .clients
             .lock()
@@ -194,6 +266,34 @@ mod tests {
         assert_eq!(hub.broadcast(&ev), 1);
         drop(reg);
         assert!(!hub.is_connected("x"));
+    }
+
+    #[tokio::test]
+    async fn kept_messages_reach_the_next_socket_of_that_client_only() {
+        let hub = Arc::new(WsHub::new(vec![]));
+        let ev = HostEvent::new("comfyhost.job_ended", json!({"prompt_id": "p"})).unwrap();
+        assert!(hub.send_or_keep("away", &ev).is_err());
+        let (tx_other, mut rx_other) = mpsc::channel(4);
+        let _other = hub.register("other".into(), tx_other);
+        assert!(rx_other.try_recv().is_err());
+        let (tx, mut rx) = mpsc::channel(4);
+        let _reg = hub.register("away".into(), tx);
+        assert_eq!(rx.recv().await.unwrap().as_str(), ev.to_text());
+        // Delivered once.
+        let (tx2, mut rx2) = mpsc::channel(4);
+        let _again = hub.register("away".into(), tx2);
+        assert!(rx2.try_recv().is_err());
+    }
+
+    #[test]
+    fn kept_messages_are_bounded_per_client() {
+        let mut kept = Kept::default();
+        for i in 0..(KEEP_PER_CLIENT + 5) {
+            kept.keep("c", Utf8Bytes::from(i.to_string()));
+        }
+        let all = kept.take("c");
+        assert_eq!(all.len(), KEEP_PER_CLIENT);
+        assert_eq!(all[0].as_str(), "5");
     }
 
     #[test]

@@ -4,11 +4,15 @@
 //! keeps its own clientId), then answers the browser's handshake and relays frames opaquely
 //! (text, binary previews, ping/pong, close codes).
 //!
-//! - ComfyUI unreachable: the browser's socket is accepted and closed at once with
-//!   `1013 Try Again Later` and a reason naming the supervisor state.
+//! The browser's socket belongs to the host, not to ComfyUI's lifetime (see [`relay`]):
+//! - ComfyUI unreachable: the browser's socket is accepted anyway; the host sends ComfyUI's
+//!   `status` (empty queue, a clientId it mints when the page sent none) and a
+//!   `comfyhost.comfyui` notice, and connects to ComfyUI under that clientId once it answers.
+//! - ComfyUI's socket breaks mid-session (crash, restart): the browser socket stays open, gets
+//!   an empty-queue `status` and the notice, and is reconnected the same way.
 //! - ComfyUI refuses the upgrade with HTTP (403, 404...): that response goes to the browser.
-//! - ComfyUI's socket breaks mid-session: the browser gets `1012 Service Restart` (planned
-//!   restart) or `1011 Internal Error`, never a hanging socket.
+//! - ComfyUI closes the socket on purpose (a code other than going-away/restart/error): the
+//!   close frame goes to the browser.
 
 mod handshake;
 mod host_event;
@@ -31,15 +35,12 @@ use axum::extract::Request;
 use axum::response::Response;
 use hyper_util::rt::TokioIo;
 use tokio_tungstenite::WebSocketStream;
-use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::protocol::Role;
-use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 
 use crate::error::ProxyError;
 use crate::headers::{self, ForwardedFor};
 use crate::state::ProxyState;
-use futures::{SinkExt, StreamExt};
-use relay::{RelayContext, close_frame, relay};
+use relay::{Reconnect, RelayContext, relay};
 
 /// `clientId` from a raw query string, decoded the way aiohttp decodes it.
 pub(crate) fn client_id_from_query(path_and_query: &str) -> Option<String> {
@@ -70,7 +71,7 @@ pub(crate) async fn handle(
     let connected = upstream_ws::connect(
         &upstream,
         &upstream_pq,
-        up_headers,
+        up_headers.clone(),
         config.connect_timeout,
         config.response_timeout,
         ws_config,
@@ -78,58 +79,31 @@ pub(crate) async fn handle(
     .await;
     let client_id = client_id_from_query(&upstream_pq);
 
+    let ctx = RelayContext {
+        client_id,
+        hub: state.hub(),
+        injection_queue: config.ws_injection_queue,
+        close_grace: config.ws_close_grace,
+        reconnect: Reconnect {
+            state: state.clone(),
+            path_and_query: upstream_pq,
+            headers: up_headers,
+            ws_config,
+        },
+    };
     match connected {
         Ok((upstream_socket, upstream_resp)) => {
             let protocol = upstream_resp
                 .headers()
                 .get(http::header::SEC_WEBSOCKET_PROTOCOL)
                 .cloned();
-            let ctx = RelayContext {
-                client_id,
-                hub: state.hub(),
-                upstream_state: state.upstream_state(),
-                injection_queue: config.ws_injection_queue,
-                close_grace: config.ws_close_grace,
-            };
-            tokio::spawn(async move {
-                match on_upgrade.await {
-                    Ok(upgraded) => {
-                        let browser = WebSocketStream::from_raw_socket(
-                            TokioIo::new(upgraded),
-                            Role::Server,
-                            Some(ws_config),
-                        )
-                        .await;
-                        relay(browser, upstream_socket, ctx).await;
-                    }
-                    Err(e) => tracing::debug!(error = %e, "browser WebSocket upgrade failed"),
-                }
-            });
+            spawn_session(on_upgrade, ws_config, Some(upstream_socket), ctx);
             handshake::switching_protocols(&accept, protocol.as_ref())
         }
         Err(UpstreamWsError::Unreachable { upstream, cause }) => {
-            let snapshot = Box::new(state.upstream_state().snapshot());
-            tracing::debug!(%upstream, %cause, state = %snapshot.state, "ComfyUI unreachable for a WebSocket");
-            let reason = format!("ComfyUI is not running (state: {})", snapshot.state);
-            let grace = config.ws_close_grace;
-            tokio::spawn(async move {
-                let Ok(upgraded) = on_upgrade.await else {
-                    return;
-                };
-                let mut browser = WebSocketStream::from_raw_socket(
-                    TokioIo::new(upgraded),
-                    Role::Server,
-                    Some(ws_config),
-                )
-                .await;
-                let frame = close_frame(CloseCode::Again, &reason);
-                if browser.send(Message::Close(Some(frame))).await.is_ok() {
-                    let _ = tokio::time::timeout(grace, async {
-                        while browser.next().await.is_some() {}
-                    })
-                    .await;
-                }
-            });
+            // The socket is the host's: accepted now, connected to ComfyUI when it is back.
+            tracing::debug!(%upstream, %cause, "ComfyUI unreachable for a WebSocket; the host holds the browser socket");
+            spawn_session(on_upgrade, ws_config, None, ctx);
             handshake::switching_protocols(&accept, None)
         }
         Err(UpstreamWsError::Rejected(resp)) => rejected_response(*resp),
@@ -143,6 +117,29 @@ pub(crate) async fn handle(
             .into_response()
         }
     }
+}
+
+/// Completes the browser's upgrade and runs its session.
+fn spawn_session(
+    on_upgrade: hyper::upgrade::OnUpgrade,
+    ws_config: tokio_tungstenite::tungstenite::protocol::WebSocketConfig,
+    upstream: Option<UpstreamSocket>,
+    ctx: RelayContext,
+) {
+    tokio::spawn(async move {
+        match on_upgrade.await {
+            Ok(upgraded) => {
+                let browser = WebSocketStream::from_raw_socket(
+                    TokioIo::new(upgraded),
+                    Role::Server,
+                    Some(ws_config),
+                )
+                .await;
+                relay(browser, upstream, ctx).await;
+            }
+            Err(e) => tracing::debug!(error = %e, "browser WebSocket upgrade failed"),
+        }
+    });
 }
 
 /// ComfyUI's plain-HTTP refusal, passed to the browser.

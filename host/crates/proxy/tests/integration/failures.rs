@@ -85,53 +85,122 @@ async fn upstream_that_comes_back_is_used_again() {
     assert_eq!(json(&body)["headers"]["host"], up.authority());
 }
 
+/// Next text frame as JSON (pings and binary frames skipped).
+async fn next_text(
+    ws: &mut tokio_tungstenite::WebSocketStream<
+        tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>,
+    >,
+) -> serde_json::Value {
+    loop {
+        let msg = tokio::time::timeout(Duration::from_secs(5), ws.next())
+            .await
+            .expect("no frame within 5 s")
+            .expect("socket open")
+            .expect("frame");
+        match msg {
+            Message::Text(t) => return serde_json::from_str(t.as_str()).unwrap(),
+            Message::Close(f) => panic!("the browser socket was closed: {f:?}"),
+            _ => {}
+        }
+    }
+}
+
 #[tokio::test]
-async fn websocket_to_dead_upstream_is_closed_with_1013() {
-    let (_held, up) = dead_port().await;
+async fn websocket_to_dead_upstream_stays_open_and_connects_when_comfyui_is_back() {
+    let (held, up) = dead_port().await;
     let proxy = start_proxy(
         ProxyState::builder(config(&up)).upstream_state(|| UpstreamSnapshot::new("starting")),
     )
     .await;
     let (mut ws, _) = connect_async(proxy.ws_url("/ws?clientId=x")).await.unwrap();
-    let msg = tokio::time::timeout(Duration::from_secs(5), ws.next())
-        .await
-        .expect("socket left hanging");
-    match msg {
-        Some(Ok(Message::Close(Some(f)))) => {
-            assert_eq!(u16::from(f.code), 1013);
-            assert_eq!(
-                f.reason.as_str(),
-                "ComfyUI is not running (state: starting)"
-            );
+    // The host speaks for ComfyUI: its status with an empty queue, then why.
+    let status = next_text(&mut ws).await;
+    assert_eq!(status["type"], "status");
+    assert_eq!(status["data"]["sid"], "x");
+    assert_eq!(status["data"]["status"]["exec_info"]["queue_remaining"], 0);
+    let notice = next_text(&mut ws).await;
+    assert_eq!(notice["type"], "comfyhost.comfyui");
+    assert_eq!(notice["data"]["state"], "starting");
+    assert_eq!(notice["data"]["connected"], false);
+    // Host messages reach it while ComfyUI is down.
+    let ev = comfyhost_proxy::HostEvent::new("comfyhost.hello", json!(1)).unwrap();
+    proxy.state.ws().send_to("x", &ev).unwrap();
+    assert_eq!(next_text(&mut ws).await["type"], "comfyhost.hello");
+    // The page's feature flags are remembered for ComfyUI.
+    ws.send(Message::text(
+        json!({"type": "feature_flags", "data": {"supports_preview_metadata": true}}).to_string(),
+    ))
+    .await
+    .unwrap();
+
+    // ComfyUI comes back on its port: the same socket is connected under the same clientId.
+    drop(held);
+    let upstream = start_upstream_on(TcpListener::bind(&up).await.unwrap()).await;
+    let mut seen = Vec::new();
+    for _ in 0..3 {
+        seen.push(next_text(&mut ws).await);
+        if seen.iter().any(|m| m["type"] == "feature_flags") {
+            break;
         }
-        other => panic!("expected close 1013, got {other:?}"),
+    }
+    assert!(
+        seen.iter()
+            .any(|m| m["type"] == "comfyhost.comfyui" && m["data"]["connected"] == true),
+        "{seen:?}"
+    );
+    assert!(
+        seen.iter()
+            .any(|m| m["type"] == "status" && m["data"]["sid"] == "x"),
+        "{seen:?}"
+    );
+    // The simulated ComfyUI echoes: the replayed feature flags came back.
+    assert!(
+        seen.iter().any(|m| m["type"] == "feature_flags"),
+        "{seen:?}"
+    );
+    assert_eq!(upstream.seen.ws_requests.lock().len(), 1);
+    assert_eq!(upstream.seen.ws_requests.lock()[0].0, "/ws?clientId=x");
+    ws.send(Message::text("echo me")).await.unwrap();
+    match tokio::time::timeout(Duration::from_secs(5), ws.next()).await {
+        Ok(Some(Ok(Message::Text(t)))) => assert_eq!(t.as_str(), "echo me"),
+        other => panic!("no echo: {other:?}"),
     }
 }
 
 #[tokio::test]
-async fn upstream_dying_mid_session_closes_the_browser_socket() {
-    let up = start_upstream().await;
-    let proxy = start_proxy(ProxyState::builder(config(&up.authority()))).await;
+async fn upstream_dying_mid_session_keeps_the_browser_socket_and_reconnects() {
+    let (held, port) = dead_port().await;
+    drop(held);
+    let listener = TcpListener::bind(&port).await.unwrap();
+    let up = start_upstream_on(listener).await;
+    let proxy = start_proxy(ProxyState::builder(config(&port)).upstream_state(restarting)).await;
     let (mut ws, _) = connect_async(proxy.ws_url("/ws?clientId=d1"))
         .await
         .unwrap();
     ws.next().await.unwrap().unwrap();
     ws.send(Message::text("die")).await.unwrap();
-    let msg = tokio::time::timeout(Duration::from_secs(5), ws.next())
-        .await
-        .expect("socket left hanging");
-    match msg {
-        Some(Ok(Message::Close(Some(f)))) => {
-            assert_eq!(u16::from(f.code), 1011);
-            assert!(
-                f.reason.as_str().starts_with("ComfyUI connection lost"),
-                "{}",
-                f.reason
-            );
-        }
-        other => panic!("expected close 1011, got {other:?}"),
+    // Not closed: ComfyUI's queue is reported empty, and why.
+    let status = next_text(&mut ws).await;
+    assert_eq!(status["type"], "status", "{status}");
+    assert_eq!(status["data"]["status"]["exec_info"]["queue_remaining"], 0);
+    let notice = next_text(&mut ws).await;
+    assert_eq!(notice["type"], "comfyhost.comfyui");
+    assert_eq!(notice["data"]["state"], "restarting");
+    assert_eq!(notice["data"]["restarting"], true);
+    assert!(proxy.state.ws().is_connected("d1"));
+    // The simulated ComfyUI is still listening: the session reconnects to it.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    while up.seen.ws_requests.lock().len() < 2 {
+        assert!(tokio::time::Instant::now() < deadline, "no reconnection");
+        tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    // The relay unregisters the socket once it wound down.
+    assert_eq!(up.seen.ws_requests.lock()[1].0, "/ws?clientId=d1");
+    let back = next_text(&mut ws).await;
+    assert_eq!(back["type"], "comfyhost.comfyui");
+    assert_eq!(back["data"]["connected"], true);
+
+    // A page that closes its socket is unregistered.
+    ws.close(None).await.unwrap();
     for _ in 0..100 {
         if !proxy.state.ws().is_connected("d1") {
             return;
@@ -142,26 +211,12 @@ async fn upstream_dying_mid_session_closes_the_browser_socket() {
 }
 
 #[tokio::test]
-async fn upstream_lost_during_a_planned_restart_closes_with_1012() {
-    let up = start_upstream().await;
-    let proxy =
-        start_proxy(ProxyState::builder(config(&up.authority())).upstream_state(restarting)).await;
-    let (mut ws, _) = connect_async(proxy.ws_url("/ws?clientId=k1"))
-        .await
-        .unwrap();
-    ws.next().await.unwrap().unwrap();
-    ws.send(Message::text("die")).await.unwrap();
-    let msg = tokio::time::timeout(Duration::from_secs(5), ws.next())
-        .await
-        .expect("socket left hanging");
-    match msg {
-        Some(Ok(Message::Close(Some(f)))) => {
-            assert_eq!(u16::from(f.code), 1012);
-            assert_eq!(
-                f.reason.as_str(),
-                "ComfyUI connection lost (state: restarting)"
-            );
-        }
-        other => panic!("expected close 1012, got {other:?}"),
-    }
+async fn a_page_without_client_id_gets_a_minted_one_while_comfyui_is_down() {
+    let (_held, up) = dead_port().await;
+    let proxy = start_proxy(ProxyState::builder(config(&up))).await;
+    let (mut ws, _) = connect_async(proxy.ws_url("/ws")).await.unwrap();
+    let status = next_text(&mut ws).await;
+    let sid = status["data"]["sid"].as_str().unwrap().to_string();
+    assert_eq!(sid.len(), 32, "{sid}");
+    assert!(proxy.state.ws().is_connected(&sid));
 }
