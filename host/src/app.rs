@@ -52,9 +52,14 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
 
     let (auth, origin) = AdminAuth::load_or_create(args.admin_token.as_deref(), &args.data_dir)?;
     if let TokenOrigin::Generated(token) = origin {
+        let prefix = args.normalized_prefix().unwrap_or_default();
         eprintln!(
             "\n  comfyhost admin token (shown once; only its hash is kept):\n\n      {token}\n\n  \
-             Use it as `Authorization: Bearer <token>` for the host API.\n"
+             Sign in to the dashboard with it at http://{}{prefix}/comfyhost/\n  \
+             (ComfyUI itself is at http://{}{prefix}/), or use it as\n  \
+             `Authorization: Bearer <token>` for the host API.\n",
+            browser_addr(addr),
+            browser_addr(addr),
         );
     }
 
@@ -316,6 +321,15 @@ fn router(
         .merge(crate::dashboard::router(&prefix))
         .merge(crate::metrics::route::router(&prefix, metrics))
         .merge(comfy)
+}
+
+/// The address to print for a browser: a wildcard listen address is reachable as localhost.
+fn browser_addr(addr: SocketAddr) -> String {
+    if addr.ip().is_unspecified() {
+        format!("localhost:{}", addr.port())
+    } else {
+        addr.to_string()
+    }
 }
 
 async fn shutdown_signal() {

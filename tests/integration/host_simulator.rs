@@ -407,3 +407,54 @@ async fn jobs_are_recorded_and_a_crash_mid_job_is_reported_not_lost() {
     let all = host.admin_get("/comfyhost/api/jobs").await;
     assert!(all.as_array().unwrap().len() >= 2, "{all:#}");
 }
+
+/// First start with no admin token configured: the generated token is printed once, with the
+/// dashboard's address to use it at.
+#[test]
+fn first_start_prints_the_token_and_where_to_sign_in() {
+    use std::io::{BufRead, BufReader};
+    let data = tempfile::tempdir().expect("tmp");
+    let mut child = crate::support::host_command()
+        .args(["run", "--listen", "127.0.0.1:0", "--plugins-rescan", "0"])
+        .arg("--data-dir")
+        .arg(data.path())
+        .args(["--comfyui-port", &crate::support::free_port().to_string()])
+        .env_remove("COMFYHOST_ADMIN_TOKEN")
+        .stderr(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .expect("spawn comfyhost");
+    let stderr = child.stderr.take().expect("stderr");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let mut seen = Vec::new();
+    let found = loop {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        match rx.recv_timeout(left) {
+            Ok(line) => {
+                let hit = line.contains("Sign in to the dashboard with it at http://127.0.0.1:")
+                    && line.trim_end().ends_with("/comfyhost/");
+                seen.push(line);
+                if hit {
+                    break true;
+                }
+            }
+            Err(_) => break false,
+        }
+    };
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(found, "no sign-in address printed:\n{}", seen.join("\n"));
+    assert!(
+        seen.iter().any(|l| l.contains("admin token (shown once")),
+        "{}",
+        seen.join("\n")
+    );
+}

@@ -96,7 +96,7 @@ pub async fn run(args: CallArgs) -> anyhow::Result<()> {
     let env = CallEnv {
         plugin_id: manifest.id.as_str().into(),
         prompt_id: Some("cli-call".into()),
-        budget: budget.clone(),
+        budget,
         caps: Arc::new(caps),
         config_json: config.to_string().into(),
         secrets: Arc::new(secrets),
