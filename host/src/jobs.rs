@@ -255,28 +255,24 @@ impl JobTracker {
     /// ComfyUI refused a prompt the host forwarded (validation error): it never entered the
     /// queue, so the job ends now, with ComfyUI's answer, instead of being reported lost later.
     pub fn rejected_by_comfyui(&self, prompt_id: &str, answer: &Value) {
-        let client_id = self
-            .inner
-            .in_flight
-            .lock()
-            .remove(prompt_id)
-            .and_then(|j| j.client_id);
-        let error = json!({"type": "comfyui_rejected", "answer": answer});
-        self.end_rejected(prompt_id, client_id.as_deref(), None, &error);
-        if let Some(overlay) = self.inner.overlay.get() {
-            overlay.host_rejected(prompt_id, &rejection_message(answer));
-        }
+        self.never_queued(prompt_id, "comfyui_rejected", answer);
     }
 
     /// ComfyUI could not be reached with a prompt the host was forwarding: it never ran.
     pub fn unreachable(&self, prompt_id: &str, answer: &Value) {
+        self.never_queued(prompt_id, "comfyui_unavailable", answer);
+    }
+
+    /// A forwarded prompt that never entered ComfyUI's queue ends `rejected`, with the answer
+    /// (of type `kind`), and its banner says why.
+    fn never_queued(&self, prompt_id: &str, kind: &str, answer: &Value) {
         let client_id = self
             .inner
             .in_flight
             .lock()
             .remove(prompt_id)
             .and_then(|j| j.client_id);
-        let error = json!({"type": "comfyui_unavailable", "answer": answer});
+        let error = json!({"type": kind, "answer": answer});
         self.end_rejected(prompt_id, client_id.as_deref(), None, &error);
         if let Some(overlay) = self.inner.overlay.get() {
             overlay.host_rejected(prompt_id, &rejection_message(answer));

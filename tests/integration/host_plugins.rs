@@ -558,7 +558,7 @@ async fn the_admin_sees_every_plugin_change_and_a_broken_folder_is_warned_once()
 #[tokio::test]
 async fn an_empty_schema_part_in_an_upload_counts_as_absent() {
     let host = Host::builder().start().await;
-    let wasm = std::fs::read(build_component("comfyhost-plugin-template")).unwrap();
+    let wasm = std::fs::read(build_component("comfyhost-template-queue-router")).unwrap();
     let upload = |manifest: String| {
         let form = reqwest::multipart::Form::new()
             .text("manifest", manifest)

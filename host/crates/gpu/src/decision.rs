@@ -593,18 +593,29 @@ fn finish(
     } else {
         reasons.push(format!("chosen: {choice}"));
     }
+    // A value (`400` in `--preview-size 400`) goes with the flag before it: kept with an
+    // accepted flag, dropped with a refused one (never left behind as a stray argument).
+    let mut last_flag_kept: Option<bool> = None;
     for f in &over.extra_flags {
         let name = f.split('=').next().unwrap_or(f).to_owned();
         if !name.starts_with("--") {
-            flags.push(f.clone());
+            match last_flag_kept {
+                Some(true) => flags.push(f.clone()),
+                Some(false) => {
+                    reasons.push(format!("extra value {f} dropped with the flag before it"))
+                }
+                None => reasons.push(format!("extra value {f} dropped: it follows no flag")),
+            }
         } else if accepted.is_some_and(|a| a.contains(&name)) {
             if !flags.contains(f) {
                 flags.push(f.clone());
             }
+            last_flag_kept = Some(true);
         } else {
             reasons.push(format!(
                 "extra flag {f} dropped: not accepted by this ComfyUI"
             ));
+            last_flag_kept = Some(false);
         }
     }
     let refused = refusal.is_some();

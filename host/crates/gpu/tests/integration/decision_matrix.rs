@@ -451,6 +451,31 @@ fn flags_this_comfyui_does_not_know_are_never_passed() {
     );
     assert_eq!(d.flags, s(&["--use-sage-attention", "--fast"]));
     assert!(d.reasons.iter().any(|r| r.contains("--bogus-flag dropped")));
+    // A refused flag's value goes with it; an accepted flag keeps its value.
+    let over = OverrideSetting {
+        extra_flags: s(&["--sim-node-delay-ms", "400", "--preview-size", "512"]),
+        ..OverrideSetting::default()
+    };
+    let mut ok = accepted();
+    ok.insert("--preview-size".into());
+    let d = decide(
+        &inv,
+        Some(&probe),
+        Some(&ok),
+        &over,
+        &DeviceSelection::Default,
+    );
+    assert_eq!(
+        d.flags,
+        s(&["--use-sage-attention", "--preview-size", "512"])
+    );
+    assert!(
+        d.reasons
+            .iter()
+            .any(|r| r.contains("extra value 400 dropped with the flag before it")),
+        "{:?}",
+        d.reasons
+    );
 }
 
 #[test]
