@@ -86,8 +86,8 @@ pub fn usage(disks: &sysinfo::Disks, watched: &[Watched]) -> Vec<VolumeUsage> {
 
 /// Total and available bytes of the filesystem holding `path`.
 pub fn statvfs_space(path: &Path) -> Option<(u64, u64)> {
-    let free = crate::models::downloads::disk::free_bytes(path).ok()?;
-    let total = crate::models::downloads::disk::total_bytes(path).ok()?;
+    let crate::models::downloads::disk::Space { free, total } =
+        crate::models::downloads::disk::space(path).ok()?;
     Some((total, free))
 }
 

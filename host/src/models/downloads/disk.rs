@@ -9,23 +9,18 @@ pub fn existing_ancestor(path: &Path) -> Option<PathBuf> {
 
 /// Bytes available to unprivileged users on the filesystem holding `path`.
 pub fn free_bytes(path: &Path) -> std::io::Result<u64> {
-    use std::os::unix::ffi::OsStrExt;
-    let c = std::ffi::CString::new(path.as_os_str().as_bytes())
-        .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
-    // SAFETY: an all-zero `statvfs` is a valid value of this plain C struct.
-    let mut s: libc::statvfs = unsafe { std::mem::zeroed() };
-    // SAFETY: `c` is a NUL-terminated path and `s` a valid, writable `statvfs`.
-    let rc = unsafe { libc::statvfs(c.as_ptr(), &mut s) };
-    if rc != 0 {
-        return Err(std::io::Error::last_os_error());
-    }
-    #[allow(clippy::useless_conversion)] // c_ulong / fsblkcnt_t widths differ by platform
-    let (blocks, block_size) = (u64::from(s.f_bavail), u64::from(s.f_frsize));
-    Ok(blocks.saturating_mul(block_size))
+    space(path).map(|s| s.free)
 }
 
-/// Total bytes of the filesystem holding `path`.
-pub fn total_bytes(path: &Path) -> std::io::Result<u64> {
+/// Free (to unprivileged users) and total bytes of the filesystem holding `path`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Space {
+    pub free: u64,
+    pub total: u64,
+}
+
+/// One `statvfs` of the filesystem holding `path`.
+pub fn space(path: &Path) -> std::io::Result<Space> {
     use std::os::unix::ffi::OsStrExt;
     let c = std::ffi::CString::new(path.as_os_str().as_bytes())
         .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
@@ -37,8 +32,15 @@ pub fn total_bytes(path: &Path) -> std::io::Result<u64> {
         return Err(std::io::Error::last_os_error());
     }
     #[allow(clippy::useless_conversion)] // c_ulong / fsblkcnt_t widths differ by platform
-    let (blocks, block_size) = (u64::from(s.f_blocks), u64::from(s.f_frsize));
-    Ok(blocks.saturating_mul(block_size))
+    let (avail, blocks, block_size) = (
+        u64::from(s.f_bavail),
+        u64::from(s.f_blocks),
+        u64::from(s.f_frsize),
+    );
+    Ok(Space {
+        free: avail.saturating_mul(block_size),
+        total: blocks.saturating_mul(block_size),
+    })
 }
 
 /// Device id of the filesystem holding `path` (files on one device share free space).

@@ -40,10 +40,18 @@ pub fn symlink_stays_inside(target: &str, link: &str) -> bool {
     if target.is_empty() || target.starts_with('/') || target.contains('\0') {
         return false;
     }
-    // Depth of the directory holding the link, below the descriptor's directory.
-    let mut depth: i64 = 0;
+    // Depth of the directory holding the link, below the descriptor's directory, then the
+    // target walked from there; neither may climb above the descriptor's directory.
     let mut parts: Vec<&str> = link.split('/').filter(|p| !p.is_empty()).collect();
     parts.pop();
+    descend(0, parts.into_iter())
+        .and_then(|depth| descend(depth, target.split('/').filter(|p| !p.is_empty())))
+        .is_some()
+}
+
+/// `depth` after walking `parts` (`.` stays, `..` climbs, a name descends); `None` as soon as it
+/// would climb above 0.
+fn descend<'a>(mut depth: i64, parts: impl Iterator<Item = &'a str>) -> Option<i64> {
     for p in parts {
         match p {
             "." => {}
@@ -51,20 +59,10 @@ pub fn symlink_stays_inside(target: &str, link: &str) -> bool {
             _ => depth += 1,
         }
         if depth < 0 {
-            return false;
+            return None;
         }
     }
-    for p in target.split('/').filter(|p| !p.is_empty()) {
-        match p {
-            "." => {}
-            ".." => depth -= 1,
-            _ => depth += 1,
-        }
-        if depth < 0 {
-            return false;
-        }
-    }
-    true
+    Some(depth)
 }
 
 /// Replaces `wasi:filesystem`'s `symlink-at` with one that refuses links leading outside the
