@@ -37,7 +37,8 @@ impl From<RuntimeError> for ApiError {
             RuntimeError::Manifest(_)
             | RuntimeError::Compile(_)
             | RuntimeError::WorldMismatch(..)
-            | RuntimeError::Config(_) => ApiError::BadRequest(e.to_string()),
+            | RuntimeError::Config(_)
+            | RuntimeError::Trust(_) => ApiError::BadRequest(e.to_string()),
             RuntimeError::Store(_) | RuntimeError::Io(_) => ApiError::Internal(e.to_string()),
         }
     }

@@ -80,6 +80,9 @@ pub enum RuntimeError {
     Config(String),
     #[error("store: {0}")]
     Store(String),
+    /// The version fails the admin's trust policy (unsigned, untrusted key, bad signature).
+    #[error("{0}")]
+    Trust(String),
     #[error("io: {0}")]
     Io(#[from] std::io::Error),
 }

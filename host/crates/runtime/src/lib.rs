@@ -24,6 +24,7 @@ pub mod limits;
 pub mod manifest;
 pub mod registry;
 pub mod sandbox;
+pub mod signing;
 pub mod types;
 
 pub use error::{CallError, CallErrorKind, RuntimeError};

@@ -59,6 +59,7 @@ mod query;
 mod scan;
 mod secrets;
 mod stats;
+mod trust;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Path, PathBuf};
@@ -78,6 +79,7 @@ pub use info::{PluginInfo, PluginState};
 pub use logs::{LOG_RING_CAPACITY, LogRing};
 pub use secrets::{EnvSecrets, MapSecrets, SecretSource};
 pub use stats::{CallStats, LATENCY_WINDOW, StatsSnapshot};
+pub use trust::message_of_dir;
 
 use crate::breaker::{Breaker, BreakerConfig};
 use crate::capabilities::kv::KvStore;
@@ -87,6 +89,7 @@ use crate::limits::PluginLimits;
 use crate::manifest::{ConfigSchema, FailurePolicy, HookKind, MANIFEST_FILE, Manifest};
 use crate::sandbox::CallEnv;
 use crate::sandbox::budget::{HostMemory, ResourcePool, SharedBudgets};
+use crate::signing::{SignatureFiles, Signer};
 use crate::types::{
     BackendStatus, ExecutionEvent, InstalledFolder, JobContext, OutputFile, OverlayUpdate,
     RemovalOutcome, Resolution, Route, Submission, SyncOutcome, TransformResult,
@@ -161,6 +164,8 @@ pub struct LoadedPlugin {
     env: CallEnv,
     /// The slot's log ring (`env.log` points at it too).
     logs: Arc<LogRing>,
+    /// Who signed this version (from the signature files in `dir`).
+    signer: Signer,
 }
 
 impl LoadedPlugin {
@@ -333,6 +338,17 @@ impl PluginRegistry {
                 && cur.dir == cand.dir
             {
                 report.unchanged.push(id);
+                continue;
+            }
+            // The trust policy applies to every new or changed drop-in (recorded once per reason).
+            let known_refusal = self.inner.broken.read().get(&id).map(|(_, e)| e.clone());
+            if let Err(e) = self.trust_check_dir(&cand.dir, &cand.manifest, &sha, false) {
+                let msg = e.to_string();
+                if known_refusal.as_deref() != Some(msg.as_str()) {
+                    let _ = self.trust_check_dir(&cand.dir, &cand.manifest, &sha, true);
+                }
+                report.broken.push((id.clone(), msg.clone()));
+                broken.insert(id, (cand.dir, msg));
                 continue;
             }
             let hook = cand.manifest.hook();
@@ -546,6 +562,20 @@ impl PluginRegistry {
         wasm: &[u8],
         schema: Option<&str>,
     ) -> Result<PluginInfo, RuntimeError> {
+        self.install_signed(manifest_toml, wasm, schema, None)
+    }
+
+    /// [`PluginRegistry::install`] with the version's signature files (`plugin.minisig` and
+    /// `plugin.pub`), checked against the trust policy before anything else happens. A version
+    /// signed by another key than the installed one is installed waiting for an admin's
+    /// approval of its code (state `needs_approval`), like one asking for new capabilities.
+    pub fn install_signed(
+        &self,
+        manifest_toml: &str,
+        wasm: &[u8],
+        schema: Option<&str>,
+        signature: Option<SignatureFiles>,
+    ) -> Result<PluginInfo, RuntimeError> {
         let _admin = self.inner.admin.lock();
         let manifest = Manifest::from_toml_str(manifest_toml)?;
         let id = manifest.id.clone();
@@ -567,7 +597,25 @@ impl PluginRegistry {
             Some((_, text)) => Some(ConfigSchema::from_json_str(text)?),
             None => None,
         };
+        let signer = self.trust_check(
+            &trust::VersionFiles {
+                manifest: &manifest,
+                manifest_bytes: manifest_toml.as_bytes(),
+                wasm_sha256: sha256_hex(wasm),
+                schema: schema_file
+                    .as_ref()
+                    .map(|(n, t)| (n.clone(), t.as_bytes().to_vec())),
+                signature: signature.clone(),
+            },
+            "admin",
+            true,
+        )?;
         let existing = self.slot(&id);
+        // Another signer than the installed version's: the code waits for an admin.
+        let signer_changed = existing.as_ref().and_then(|slot| {
+            let was = slot.current.load().signer.key_id.clone();
+            (was.is_some() && was != signer.key_id).then_some(was)
+        });
         if let Some(slot) = &existing {
             let cur = slot.current.load();
             if manifest.version < cur.manifest.version {
@@ -592,9 +640,27 @@ impl PluginRegistry {
             .map(|s| s.current.load().dir.clone())
             .unwrap_or_else(|| self.inner.cfg.plugins_dir.join(&id));
         let compiled = self.compile(&sources)?;
-        self.write_version(&target, manifest_toml, wasm, &sources.manifest, schema_file)?;
-        // The admin uploaded this component: the grants now follow it.
-        self.approve_code(&id, compiled.sha256())?;
+        self.write_version(
+            &target,
+            manifest_toml,
+            wasm,
+            &sources.manifest,
+            schema_file,
+            signature.as_ref(),
+        )?;
+        match &signer_changed {
+            // The admin uploaded this component: the grants now follow it.
+            None => self.approve_code(&id, compiled.sha256())?,
+            Some(was) => {
+                tracing::warn!(plugin = %id, from = ?was, to = ?signer.key_id,
+                    "signed by another key than the installed version; waiting for an admin");
+                self.activity(
+                    "plugin.signer_changed",
+                    &id,
+                    serde_json::json!({ "from": was, "to": signer.key_id, "sha256": compiled.sha256() }),
+                );
+            }
+        }
         let loaded = self.build(target, sources, compiled)?;
         let version = loaded.manifest.version.to_string();
         let previous = self.put(loaded, true);
@@ -1224,6 +1290,7 @@ impl PluginRegistry {
             Ok(v) => v.to_string().into(),
             Err(_) => "{}".into(),
         };
+        let signer = self.signer_of_dir(&dir, &manifest, code.sha256());
         let hook = manifest.hook();
         let env = CallEnv {
             plugin_id: manifest.id.as_str().into(),
@@ -1249,6 +1316,7 @@ impl PluginRegistry {
             pending,
             env,
             logs,
+            signer,
         })
     }
 
@@ -1392,6 +1460,7 @@ impl PluginRegistry {
         wasm: &[u8],
         manifest: &Manifest,
         schema_file: Option<(String, &str)>,
+        signature: Option<&SignatureFiles>,
     ) -> Result<(), RuntimeError> {
         let root = &self.inner.cfg.plugins_dir;
         let staging = root.join(STAGING_DIR).join(&manifest.id);
@@ -1403,6 +1472,15 @@ impl PluginRegistry {
         std::fs::write(staging.join(manifest.wasm_file_name()), wasm)?;
         if let Some((name, text)) = schema_file {
             std::fs::write(staging.join(name), text)?;
+        }
+        if let Some(sig) = signature {
+            std::fs::write(staging.join(crate::signing::SIGNATURE_FILE), &sig.signature)?;
+            if !sig.public_key.is_empty() {
+                std::fs::write(
+                    staging.join(crate::signing::PUBLIC_KEY_FILE),
+                    &sig.public_key,
+                )?;
+            }
         }
         if target.exists() {
             let prev = root.join(PREVIOUS_DIR).join(&manifest.id);
@@ -1451,6 +1529,7 @@ impl PluginRegistry {
             config: cur.config.as_ref().ok().cloned(),
             config_schema: cur.schema.as_ref().map(|s| s.schema().clone()),
             dir: cur.dir.clone(),
+            signer: self.named_signer(&cur.signer),
         })
     }
 

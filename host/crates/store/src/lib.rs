@@ -16,6 +16,8 @@ mod outputs;
 mod plugins;
 mod remote_jobs;
 mod sessions;
+mod shadow;
+mod trust;
 mod users;
 
 use std::path::Path;
@@ -33,6 +35,8 @@ pub use outputs::{NewOutput, OutputBacklog, OutputRow, OutputState};
 pub use plugins::PluginRow;
 pub use remote_jobs::RemoteJobRow;
 pub use sessions::SessionRow;
+pub use shadow::{SHADOW_RING, ShadowRow};
+pub use trust::TrustKeyRow;
 pub use users::UserRow;
 
 /// Handle to the comfyhost database. Cheap to clone (an `Arc` inside); all clones share one

@@ -109,6 +109,31 @@ CREATE TABLE output_files (
 CREATE INDEX output_files_due ON output_files (state, next_attempt_ms);
 "#,
     ),
+    // Issue 21: trusted plugin signing keys, and the decisions of shadow plugins.
+    (
+        5,
+        r#"
+CREATE TABLE trust_keys (
+    key_id     TEXT PRIMARY KEY NOT NULL,
+    name       TEXT NOT NULL,
+    public_key TEXT NOT NULL,
+    added_ms   INTEGER NOT NULL
+);
+CREATE TABLE shadow_decisions (
+    seq          INTEGER PRIMARY KEY AUTOINCREMENT,
+    plugin_id    TEXT NOT NULL,
+    prompt_id    TEXT NOT NULL,
+    hook         TEXT NOT NULL,
+    ts_ms        INTEGER NOT NULL,
+    active_json  TEXT NOT NULL,
+    shadow_json  TEXT NOT NULL,
+    agreed       INTEGER NOT NULL,
+    fault        TEXT,
+    latency_ms   INTEGER NOT NULL
+);
+CREATE INDEX shadow_decisions_plugin ON shadow_decisions (plugin_id, seq);
+"#,
+    ),
 ];
 
 /// Highest version this build knows.

@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 use crate::breaker::BreakerState;
 use crate::grants::{CapabilityAbout, EffectiveCaps, Grants, RequestedCapability};
 use crate::manifest::HookKind;
+use crate::signing::Signer;
 
 use super::stats::StatsSnapshot;
 
@@ -55,6 +56,9 @@ pub struct PluginInfo {
     pub config: Option<serde_json::Value>,
     pub config_schema: Option<serde_json::Value>,
     pub dir: PathBuf,
+    /// Who signed this version (key id `None`: unsigned).
+    #[serde(default)]
+    pub signer: Signer,
 }
 
 impl PluginInfo {
@@ -81,6 +85,7 @@ impl PluginInfo {
             config: None,
             config_schema: None,
             dir,
+            signer: Signer::default(),
         }
     }
 }
