@@ -166,6 +166,18 @@ impl PluginInterceptor {
         } else {
             Route::Local
         };
+        crate::shadow::observe(
+            &self.plugins,
+            &submission,
+            original.as_ref(),
+            &route,
+            || {
+                self.remote
+                    .get()
+                    .map(|r| r.pool().statuses())
+                    .unwrap_or_default()
+            },
+        );
         let Value::Object(prompt) = submission.workflow else {
             return Outcome::refused(plugin_failure(
                 "a plugin returned a workflow that is not an object",

@@ -24,6 +24,7 @@ pub mod plugins_setup;
 pub mod remote;
 pub mod retention;
 pub mod serve_early;
+pub mod shadow;
 pub mod state;
 pub mod telemetry;
 pub mod users;

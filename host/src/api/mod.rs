@@ -12,7 +12,9 @@ mod outputs;
 mod plugins;
 mod routes;
 mod session;
+mod shadow;
 mod system;
+mod trust;
 mod users;
 
 use axum::Router;
@@ -58,6 +60,8 @@ fn admin_routes() -> Routes<AppState> {
         .merge(models::routes())
         .merge(users::routes())
         .merge(system::routes())
+        .merge(trust::routes())
+        .merge(shadow::routes())
 }
 
 /// The API router (to be nested at `/comfyhost/api`).

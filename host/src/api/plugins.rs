@@ -6,6 +6,7 @@ use axum::extract::{Multipart, Path, State};
 use comfyhost_runtime::RuntimeError;
 use comfyhost_runtime::grants::Grants;
 use comfyhost_runtime::registry::PluginInfo;
+use comfyhost_runtime::signing::SignatureFiles;
 use serde_json::Value;
 
 use super::ApiError;
@@ -45,7 +46,7 @@ impl From<RuntimeError> for ApiError {
 }
 
 /// Registry admin operations compile and touch files: run them off the async workers.
-async fn blocking<T: Send + 'static>(
+pub(crate) async fn blocking<T: Send + 'static>(
     f: impl FnOnce() -> Result<T, RuntimeError> + Send + 'static,
 ) -> Result<T, ApiError> {
     tokio::task::spawn_blocking(f)
@@ -119,14 +120,32 @@ async fn rescan(State(s): State<AppState>) -> Result<Json<Value>, ApiError> {
     })))
 }
 
-/// `multipart/form-data` with parts `manifest` (plugin.toml text), `wasm` (the component) and
+/// `multipart/form-data` with parts `manifest` (plugin.toml text), `wasm` (the component),
 /// optionally `schema` (the config JSON Schema the manifest names; an empty part counts as
-/// absent).
-async fn install(
-    State(s): State<AppState>,
-    mut form: Multipart,
-) -> Result<Json<PluginInfo>, ApiError> {
+/// absent), and optionally `signature` (plugin.minisig) and `public_key` (plugin.pub).
+async fn install(State(s): State<AppState>, form: Multipart) -> Result<Json<PluginInfo>, ApiError> {
+    let u = read_upload(form).await?;
+    let info = blocking(move || {
+        s.plugins
+            .install_signed(&u.manifest, &u.wasm, u.schema.as_deref(), u.signature)
+    })
+    .await?;
+    tracing::info!(plugin = %info.id, version = %info.version, state = ?info.state, "plugin installed");
+    Ok(Json(info))
+}
+
+/// One uploaded plugin version.
+pub(crate) struct Upload {
+    pub manifest: String,
+    pub wasm: bytes::Bytes,
+    pub schema: Option<String>,
+    pub signature: Option<SignatureFiles>,
+}
+
+/// Reads the install form (see [`install`]).
+pub(crate) async fn read_upload(mut form: Multipart) -> Result<Upload, ApiError> {
     let (mut manifest, mut wasm, mut schema) = (None, None, None);
+    let (mut signature, mut public_key) = (None, None);
     while let Some(field) = form
         .next_field()
         .await
@@ -142,15 +161,20 @@ async fn install(
             // A form's empty file field arrives as an empty part: the same as no schema.
             "schema" => schema = Some(text(&name, bytes)?).filter(|t| !t.trim().is_empty()),
             "wasm" => wasm = Some(bytes),
+            "signature" => signature = Some(text(&name, bytes)?).filter(|t| !t.trim().is_empty()),
+            "public_key" => public_key = Some(text(&name, bytes)?),
             other => return Err(ApiError::BadRequest(format!("unexpected part '{other}'"))),
         }
     }
-    let manifest =
-        manifest.ok_or_else(|| ApiError::BadRequest("missing part 'manifest'".into()))?;
-    let wasm = wasm.ok_or_else(|| ApiError::BadRequest("missing part 'wasm'".into()))?;
-    let info = blocking(move || s.plugins.install(&manifest, &wasm, schema.as_deref())).await?;
-    tracing::info!(plugin = %info.id, version = %info.version, state = ?info.state, "plugin installed");
-    Ok(Json(info))
+    Ok(Upload {
+        manifest: manifest.ok_or_else(|| ApiError::BadRequest("missing part 'manifest'".into()))?,
+        wasm: wasm.ok_or_else(|| ApiError::BadRequest("missing part 'wasm'".into()))?,
+        schema,
+        signature: signature.map(|signature| SignatureFiles {
+            signature,
+            public_key: public_key.unwrap_or_default(),
+        }),
+    })
 }
 
 fn text(name: &str, bytes: bytes::Bytes) -> Result<String, ApiError> {

@@ -2,10 +2,12 @@
 //!
 //! - `new <hook> <name>` scaffolds a plugin crate from the SDK's template for that hook;
 //! - `call <dir-or-wasm>` runs one hook call in the real sandbox (same engine, limits and
-//!   capability checks as the host) and prints the result, the plugin's log, time and memory.
+//!   capability checks as the host) and prints the result, the plugin's log, time and memory;
+//! - `keygen` makes a signing key, `sign <dir>` signs a plugin directory (see [`sign`]).
 
 mod call;
 mod scaffold;
+pub mod sign;
 
 use clap::{Args, Subcommand};
 
@@ -25,6 +27,10 @@ enum PluginCommand {
     New(NewArgs),
     /// Run one hook call of a built plugin in the sandbox, without a host.
     Call(Box<CallArgs>),
+    /// Make a signing key pair (minisign format).
+    Keygen(sign::KeygenArgs),
+    /// Sign a plugin directory (writes plugin.minisig and plugin.pub beside plugin.toml).
+    Sign(sign::SignArgs),
 }
 
 /// Runs `comfyhost plugin …`.
@@ -32,5 +38,7 @@ pub async fn run(args: PluginArgs) -> anyhow::Result<()> {
     match args.command {
         PluginCommand::New(a) => scaffold::run(&a),
         PluginCommand::Call(a) => call::run(*a).await,
+        PluginCommand::Keygen(a) => sign::keygen(&a),
+        PluginCommand::Sign(a) => sign::sign(&a),
     }
 }

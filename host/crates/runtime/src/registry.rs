@@ -58,6 +58,7 @@ mod logs;
 mod query;
 mod scan;
 mod secrets;
+mod shadow;
 mod stats;
 mod trust;
 
@@ -78,6 +79,7 @@ pub use code::{HookInput, HookOutput, PluginCode, PluginCompiler};
 pub use info::{PluginInfo, PluginState};
 pub use logs::{LOG_RING_CAPACITY, LogRing};
 pub use secrets::{EnvSecrets, MapSecrets, SecretSource};
+pub use shadow::{SHADOW_DIR, ShadowCall, ShadowInfo};
 pub use stats::{CallStats, LATENCY_WINDOW, StatsSnapshot};
 pub use trust::message_of_dir;
 
@@ -214,6 +216,8 @@ struct Inner {
     resource_pools: Mutex<HashMap<String, Arc<ResourcePool>>>,
     host_memory: Arc<HostMemory>,
     observer: std::sync::OnceLock<Arc<dyn CallObserver>>,
+    /// Plugins installed in shadow, by id (see [`shadow`]).
+    shadows: parking_lot::RwLock<BTreeMap<String, Arc<LoadedPlugin>>>,
 }
 
 /// Told about every hook call as it returns (the host's metrics). Must be cheap.
@@ -274,6 +278,7 @@ impl PluginRegistry {
                 resource_pools: Mutex::new(HashMap::new()),
                 host_memory,
                 observer: std::sync::OnceLock::new(),
+                shadows: parking_lot::RwLock::new(BTreeMap::new()),
             }),
         })
     }
@@ -424,6 +429,7 @@ impl PluginRegistry {
         }
         // A plugin broken by this scan but still loaded keeps serving its last good version.
         *self.inner.broken.write() = broken;
+        self.load_shadows();
         // Previous versions kept on disk become rollback targets.
         for id in report.loaded.clone() {
             let prev_dir = self.inner.cfg.plugins_dir.join(PREVIOUS_DIR).join(&id);
