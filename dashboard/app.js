@@ -189,7 +189,8 @@ async function route() {
   if (!state.me) return;
   closeSources();
   const name = (location.hash || "#plugins").slice(1).split("/")[0];
-  const page = pages[name] ?? plugins;
+  // Pages in their own files (trust.js) register in window.comfyhostPages.
+  const page = pages[name] ?? window.comfyhostPages?.[name] ?? plugins;
   for (const a of document.querySelectorAll("nav a")) a.classList.toggle("active", a.getAttribute("href") === `#${name}`);
   const main = document.getElementById("main");
   main.replaceChildren(h("p", { class: "muted" }, "Loading…"));
@@ -201,6 +202,8 @@ async function route() {
 }
 
 window.addEventListener("hashchange", route);
+// Helpers for the pages in their own files.
+window.comfyhost = { api, h, toast, badge, route };
 
 // Plugins -----------------------------------------------------------------------------------------
 
@@ -212,6 +215,7 @@ async function plugins(main) {
     h("td", {}, p.version || "—"),
     h("td", { class: "mono", title: p.sha256 }, (p.sha256 || "").slice(0, 12)),
     h("td", {}, p.hooks.join(", ")),
+    h("td", { class: "signer" }, p.signer?.key_id ? `${p.signer.key_name ?? "untrusted key"} · ${p.signer.key_id}` : h("span", { class: "muted" }, "unsigned")),
     h("td", {}, badge(p.state.state), p.state.error ? h("div", { class: "error-text" }, p.state.error) : null),
     h("td", {}, `${p.stats.calls} calls · ${p.stats.failures} failed`),
     h("td", {}, p.stats.p50_us == null ? "—" : `p50 ${p.stats.p50_us} µs · p99 ${p.stats.p99_us} µs`),
@@ -222,7 +226,7 @@ async function plugins(main) {
     h("h2", {}, "Plugins"),
     h("div", { class: "panel" },
       h("table", { id: "plugins-table" },
-        h("thead", {}, h("tr", {}, ["Plugin", "Version", "SHA-256", "Hook", "State", "Calls", "Latency", ""].map((t) => h("th", {}, t)))),
+        h("thead", {}, h("tr", {}, ["Plugin", "Version", "SHA-256", "Hook", "Signed by", "State", "Calls", "Latency", ""].map((t) => h("th", {}, t)))),
         h("tbody", {}, rows)),
       h("button", { onclick: async () => { const r = await api("POST", "/plugins/rescan"); toast(`Rescanned: ${r.loaded.length} loaded, ${r.removed.length} removed`); route(); } }, "Rescan drop-in directory")),
     detail);

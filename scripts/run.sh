@@ -10,6 +10,9 @@ DATA_DIR=${COMFYHOST_DATA_DIR:-.comfyhost}
 PLUGINS_DIR=${COMFYHOST_PLUGINS_DIR:-$DATA_DIR/plugins}
 # First-party plugins (every cdylib crate under plugins/), staged as drop-ins.
 bash docker/build-plugins.sh "$PLUGINS_DIR"
+# Signed (COMFYHOST_SIGNING_KEY, else a key generated for this build in $DATA_DIR/build-key).
+cargo build -q -p comfyhost
+bash scripts/sign-plugins.sh "$PLUGINS_DIR" "${CARGO_TARGET_DIR:-target}/debug/comfyhost" "$DATA_DIR/build-key"
 
 # With the embedded simulator, serve the real ComfyUI web frontend (from PyPI) so the page at
 # http://127.0.0.1:8188 is the one users know. Skipped for a real ComfyUI (it has its own).

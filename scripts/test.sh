@@ -82,6 +82,11 @@ if [ "$(python3 -c 'import importlib.metadata as m; print(m.version("comfyui-fro
 fi
 export COMFYHOST_REQUIRE_BROWSER=1
 
+step "first-party plugins signed with a key generated for the build (or COMFYHOST_SIGNING_KEY)"
+cargo build --workspace --bins
+bash docker/build-plugins.sh "$TARGET_DIR/signed-plugins"
+bash scripts/sign-plugins.sh "$TARGET_DIR/signed-plugins" "$TARGET_DIR/debug/comfyhost" "$TARGET_DIR/build-key"
+
 step "doctests"
 # The whole workspace, so dependencies are built with the same features as for nextest (a
 # subset of packages would unify features differently and rebuild them); crates without

@@ -1,4 +1,4 @@
-//! The admin dashboard (`dashboard/`): three static files compiled into the binary and served
+//! The admin dashboard (`dashboard/`): static files compiled into the binary and served
 //! at `<prefix>/comfyhost/`. No build step; it talks to the host API with the admin's session
 //! cookie and CSRF token.
 
@@ -9,6 +9,7 @@ use axum::routing::get;
 
 const INDEX: &str = include_str!("../../dashboard/index.html");
 const APP_JS: &str = include_str!("../../dashboard/app.js");
+const TRUST_JS: &str = include_str!("../../dashboard/trust.js");
 const STYLE: &str = include_str!("../../dashboard/style.css");
 
 fn asset(content_type: &'static str, body: &'static str) -> Response {
@@ -53,6 +54,10 @@ pub fn router(prefix: &str) -> Router {
         .route(
             &format!("{base}/app.js"),
             get(|| async { asset("text/javascript; charset=utf-8", APP_JS) }),
+        )
+        .route(
+            &format!("{base}/trust.js"),
+            get(|| async { asset("text/javascript; charset=utf-8", TRUST_JS) }),
         )
         .route(
             &format!("{base}/style.css"),

@@ -3,7 +3,8 @@
 //! - `new <hook> <name>` scaffolds a plugin crate from the SDK's template for that hook;
 //! - `call <dir-or-wasm>` runs one hook call in the real sandbox (same engine, limits and
 //!   capability checks as the host) and prints the result, the plugin's log, time and memory;
-//! - `keygen` makes a signing key, `sign <dir>` signs a plugin directory (see [`sign`]).
+//! - `keygen` makes a signing key, `sign <dir>` signs a plugin directory, `verify <dir>` checks
+//!   a signature against a public key (see [`sign`]).
 
 mod call;
 mod scaffold;
@@ -31,6 +32,8 @@ enum PluginCommand {
     Keygen(sign::KeygenArgs),
     /// Sign a plugin directory (writes plugin.minisig and plugin.pub beside plugin.toml).
     Sign(sign::SignArgs),
+    /// Check a plugin directory's signature against a public key.
+    Verify(sign::VerifyArgs),
 }
 
 /// Runs `comfyhost plugin …`.
@@ -40,5 +43,6 @@ pub async fn run(args: PluginArgs) -> anyhow::Result<()> {
         PluginCommand::Call(a) => call::run(*a).await,
         PluginCommand::Keygen(a) => sign::keygen(&a),
         PluginCommand::Sign(a) => sign::sign(&a),
+        PluginCommand::Verify(a) => sign::verify(&a),
     }
 }

@@ -32,6 +32,41 @@ pub struct SignArgs {
     pub key: Option<PathBuf>,
 }
 
+#[derive(Debug, Args)]
+pub struct VerifyArgs {
+    /// A signed plugin directory.
+    pub dir: PathBuf,
+    /// The public key file the signature must be made with.
+    #[arg(long)]
+    pub public_key: PathBuf,
+}
+
+/// Checks a plugin directory's signature against one public key (as the host does under the
+/// `trusted` mode with that key trusted).
+pub fn verify(a: &VerifyArgs) -> anyhow::Result<()> {
+    let pk = std::fs::read_to_string(&a.public_key)
+        .with_context(|| format!("reading {}", a.public_key.display()))?;
+    let (public_key, key_id) = signing::parse_public_key(&pk)?;
+    let (manifest, message) = message_of_dir(&a.dir)
+        .with_context(|| format!("reading the plugin in {}", a.dir.display()))?;
+    let files = signing::read_files(&a.dir)?
+        .with_context(|| format!("{} has no {SIGNATURE_FILE}", a.dir.display()))?;
+    let policy = signing::TrustPolicy {
+        mode: signing::TrustMode::Trusted,
+        keys: vec![signing::TrustedKey {
+            key_id: key_id.clone(),
+            name: "given key".into(),
+            public_key,
+        }],
+    };
+    signing::check(&policy, &message, Some(&files))?;
+    println!(
+        "{} {}: good signature by key {key_id}",
+        manifest.id, manifest.version
+    );
+    Ok(())
+}
+
 pub fn keygen(a: &KeygenArgs) -> anyhow::Result<()> {
     let pub_path = with_ext(&a.out, "pub");
     let key_path = with_ext(&a.out, "key");
