@@ -282,6 +282,7 @@ function capText(c) {
   if (c.kind === "dir") return `directory: ${c.path} → ${c.guest} (${c.access})`;
   if (c.kind === "secret") return `secret: ${c.name}`;
   if (c.kind === "code") return `run component sha256 ${c.sha256}`;
+  if (c.kind === "signer") return c.key_id ? `signed by key ${c.key_id}` : "unsigned";
   return JSON.stringify(c);
 }
 
@@ -306,10 +307,12 @@ function withCap(g, c, on, sha256) {
 }
 
 async function renderPlugin(box, p) {
-  const code = p.pending.find((c) => c.kind === "code");
+  const code = p.pending.find((c) => c.kind === "code" || c.kind === "signer");
   const codeApproval = code
     ? h("div", { class: "panel", id: "code-approval" },
-      h("p", { class: "error-text" }, `This component (sha256 ${code.sha256}) is not the one approved for ${p.id}` +
+      h("p", { class: "error-text" }, code.kind === "signer"
+        ? `This version is ${code.key_id ? `signed by key ${code.key_id}` : "unsigned"}, not by the key approved for ${p.id} (${code.approved_key_id}). It does not run, and nothing granted applies, until you approve it.`
+        : `This component (sha256 ${code.sha256}) is not the one approved for ${p.id}` +
         `${code.approved_sha256 ? ` (sha256 ${code.approved_sha256})` : ""}. It does not run, and nothing granted applies, until you approve it.`),
       h("button", { class: "primary approve-code", onclick: async () => {
         try {

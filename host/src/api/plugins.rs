@@ -14,7 +14,7 @@ use super::routes::Routes;
 use crate::state::AppState;
 
 /// Largest component accepted by the install API.
-const MAX_UPLOAD: usize = 64 << 20;
+pub(super) const MAX_UPLOAD: usize = 64 << 20;
 
 pub fn routes() -> Routes<AppState> {
     Routes::new()

@@ -9,7 +9,7 @@ use comfyhost_store::{SHADOW_RING, ShadowRow};
 use serde_json::{Value, json};
 
 use super::ApiError;
-use super::plugins::{blocking, read_upload};
+use super::plugins::{MAX_UPLOAD, blocking, read_upload};
 use super::routes::Routes;
 use crate::state::AppState;
 
@@ -22,6 +22,7 @@ pub fn routes() -> Routes<AppState> {
         .post("/shadow", install)
         .post("/shadow/{id}/promote", promote)
         .post("/shadow/{id}/discard", discard)
+        .map_router(|r| r.layer(axum::extract::DefaultBodyLimit::max(MAX_UPLOAD)))
 }
 
 async fn list(State(s): State<AppState>) -> Result<Json<Value>, ApiError> {

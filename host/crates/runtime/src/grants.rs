@@ -256,6 +256,12 @@ pub enum RequestedCapability {
         sha256: String,
         approved_sha256: Option<String>,
     },
+    /// The version is signed by another key than the one approved for this plugin (`None`:
+    /// unsigned); it does not run until an admin approves it.
+    Signer {
+        key_id: Option<String>,
+        approved_key_id: String,
+    },
 }
 
 impl std::fmt::Display for RequestedCapability {
@@ -269,6 +275,10 @@ impl std::fmt::Display for RequestedCapability {
             } => write!(f, "dir {path} -> {guest} ({access:?})"),
             RequestedCapability::Secret { name } => write!(f, "secret {name}"),
             RequestedCapability::Code { sha256, .. } => write!(f, "run component sha256 {sha256}"),
+            RequestedCapability::Signer { key_id, .. } => match key_id {
+                Some(k) => write!(f, "signed by key {k}"),
+                None => write!(f, "unsigned"),
+            },
         }
     }
 }

@@ -617,11 +617,11 @@ impl PluginRegistry {
             true,
         )?;
         let existing = self.slot(&id);
-        // Another signer than the installed version's: the code waits for an admin.
-        let signer_changed = existing.as_ref().and_then(|slot| {
-            let was = slot.current.load().signer.key_id.clone();
-            (was.is_some() && was != signer.key_id).then_some(was)
-        });
+        // Another signer than the one approved for this plugin: the version waits for an admin.
+        let signer_changed = self
+            .approved_signer(&id)?
+            .flatten()
+            .filter(|was| signer.key_id.as_deref() != Some(was.as_str()));
         if let Some(slot) = &existing {
             let cur = slot.current.load();
             if manifest.version < cur.manifest.version {
@@ -655,8 +655,11 @@ impl PluginRegistry {
             signature.as_ref(),
         )?;
         match &signer_changed {
-            // The admin uploaded this component: the grants now follow it.
-            None => self.approve_code(&id, compiled.sha256())?,
+            // The admin uploaded this component: the grants now follow it (and its signer).
+            None => {
+                self.approve_code(&id, compiled.sha256())?;
+                self.approve_signer(&id, signer.key_id.as_deref())?;
+            }
             Some(was) => {
                 tracing::warn!(plugin = %id, from = ?was, to = ?signer.key_id,
                     "signed by another key than the installed version; waiting for an admin");
@@ -716,6 +719,7 @@ impl PluginRegistry {
         std::fs::rename(&tmp, &prev_dir)?;
         // The admin chose the previous component: the grants now follow it.
         self.approve_code(id, prev.sha256())?;
+        self.approve_signer(id, prev.signer.key_id.as_deref())?;
         // Memory: rebuild the old version with today's grants and config, at the live path.
         let restored = self.rebuild(&prev, cur.dir.clone(), &slot)?;
         let demoted = self.rebuild(&cur, prev_dir, &slot)?;
@@ -766,6 +770,9 @@ impl PluginRegistry {
             .store
             .set_plugin_grants(id, Some(&json))
             .map_err(store_err)?;
+        // ... and to the signer of that component.
+        let signer = slot.current.load().signer.key_id.clone();
+        self.approve_signer(id, signer.as_deref())?;
         self.refresh(&slot)?;
         self.activity(
             "plugin.grant",
@@ -1278,6 +1285,15 @@ impl PluginRegistry {
                 grants::effective(&manifest, &grants, &self.inner.cfg.dir_roots),
             ),
         };
+        let signer = self.signer_of_dir(&dir, &manifest, code.sha256());
+        let (mut pending, caps) = (pending, caps);
+        let caps = match self.signer_change(&manifest.id, &signer)? {
+            Some(p) => {
+                pending.insert(0, p);
+                EffectiveCaps::default()
+            }
+            None => caps,
+        };
         let mut secret_values = HashMap::new();
         for name in &caps.secrets {
             match self.inner.secrets.get(name) {
@@ -1296,7 +1312,6 @@ impl PluginRegistry {
             Ok(v) => v.to_string().into(),
             Err(_) => "{}".into(),
         };
-        let signer = self.signer_of_dir(&dir, &manifest, code.sha256());
         let hook = manifest.hook();
         let env = CallEnv {
             plugin_id: manifest.id.as_str().into(),
@@ -1369,6 +1384,13 @@ impl PluginRegistry {
     /// pending gets them bound to its component now (first load, or grants stored before
     /// binding existed): from then on another component under this id waits for approval.
     fn bind_unbound(&self, mut loaded: LoadedPlugin) -> LoadedPlugin {
+        if loaded.pending.is_empty()
+            && let Ok(None) = self.approved_signer(&loaded.manifest.id)
+            && let Err(e) =
+                self.approve_signer(&loaded.manifest.id, loaded.signer.key_id.as_deref())
+        {
+            tracing::warn!(plugin = %loaded.manifest.id, error = %e, "cannot record the signer");
+        }
         if loaded.approval != CodeApproval::Unbound || !loaded.pending.is_empty() {
             return loaded;
         }

@@ -139,15 +139,15 @@ impl<'a> SignedFile<'a> {
 
 /// The canonical message signed for a plugin version (see the module doc).
 pub fn message(id: &str, files: &[SignedFile<'_>]) -> String {
-    let mut lines: Vec<String> = files
-        .iter()
-        .map(|f| format!("{}  {}", f.sha256_hex.to_ascii_lowercase(), f.name))
-        .collect();
-    lines.sort_by(|a, b| a[66..].cmp(&b[66..]));
+    let mut sorted: Vec<&SignedFile<'_>> = files.iter().collect();
+    sorted.sort_by(|a, b| a.name.cmp(b.name));
     let mut out = format!("{HEADER}\nid {id}\n");
-    for l in lines {
-        out.push_str(&l);
-        out.push('\n');
+    for f in sorted {
+        out.push_str(&format!(
+            "{}  {}\n",
+            f.sha256_hex.to_ascii_lowercase(),
+            f.name
+        ));
     }
     out
 }

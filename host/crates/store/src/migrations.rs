@@ -119,6 +119,10 @@ CREATE TABLE trust_keys (
     public_key TEXT NOT NULL,
     added_ms   INTEGER NOT NULL
 );
+CREATE TABLE plugin_signers (
+    plugin_id TEXT PRIMARY KEY NOT NULL,
+    key_id    TEXT
+);
 CREATE TABLE shadow_decisions (
     seq          INTEGER PRIMARY KEY AUTOINCREMENT,
     plugin_id    TEXT NOT NULL,

@@ -1,7 +1,7 @@
 //! The plugin trust policy: trusted signing keys (table `trust_keys`) and the mode (setting
 //! `trust.mode`). The runtime owns what the values mean (`comfyhost_runtime::signing`).
 
-use rusqlite::params;
+use rusqlite::{OptionalExtension, params};
 use serde::{Deserialize, Serialize};
 
 use crate::{Store, StoreError, now_ms};
@@ -60,6 +60,32 @@ impl Store {
         Ok(n > 0)
     }
 
+    /// The signing key an admin approved for a plugin: `None` when nothing was recorded,
+    /// `Some(None)` when an unsigned version was approved.
+    pub fn approved_signer(&self, plugin_id: &str) -> Result<Option<Option<String>>, StoreError> {
+        Ok(self
+            .conn()
+            .query_row(
+                "SELECT key_id FROM plugin_signers WHERE plugin_id = ?1",
+                [plugin_id],
+                |r| r.get::<_, Option<String>>(0),
+            )
+            .optional()?)
+    }
+
+    pub fn set_approved_signer(
+        &self,
+        plugin_id: &str,
+        key_id: Option<&str>,
+    ) -> Result<(), StoreError> {
+        self.conn().execute(
+            "INSERT INTO plugin_signers (plugin_id, key_id) VALUES (?1, ?2)
+             ON CONFLICT(plugin_id) DO UPDATE SET key_id = excluded.key_id",
+            params![plugin_id, key_id],
+        )?;
+        Ok(())
+    }
+
     /// The stored mode (`None` when never set).
     pub fn trust_mode(&self) -> Result<Option<String>, StoreError> {
         Ok(self
@@ -90,5 +116,10 @@ mod tests {
         assert_eq!(keys[0].name, "Renamed");
         assert!(s.delete_trust_key("AB").unwrap());
         assert!(!s.delete_trust_key("AB").unwrap());
+        assert_eq!(s.approved_signer("p").unwrap(), None);
+        s.set_approved_signer("p", None).unwrap();
+        assert_eq!(s.approved_signer("p").unwrap(), Some(None));
+        s.set_approved_signer("p", Some("AB")).unwrap();
+        assert_eq!(s.approved_signer("p").unwrap(), Some(Some("AB".into())));
     }
 }

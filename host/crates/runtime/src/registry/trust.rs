@@ -176,3 +176,42 @@ impl PluginRegistry {
         out
     }
 }
+
+impl PluginRegistry {
+    /// The signer approved for `id` (see [`comfyhost_store::Store::approved_signer`]).
+    pub(super) fn approved_signer(&self, id: &str) -> Result<Option<Option<String>>, RuntimeError> {
+        self.inner
+            .store
+            .approved_signer(id)
+            .map_err(super::store_err)
+    }
+
+    pub(super) fn approve_signer(
+        &self,
+        id: &str,
+        key_id: Option<&str>,
+    ) -> Result<(), RuntimeError> {
+        self.inner
+            .store
+            .set_approved_signer(id, key_id)
+            .map_err(super::store_err)
+    }
+
+    /// A pending approval when `signer` is not the key approved for `id` (a version signed by
+    /// a key was approved, and this one is unsigned or signed by another key).
+    pub(super) fn signer_change(
+        &self,
+        id: &str,
+        signer: &Signer,
+    ) -> Result<Option<crate::grants::RequestedCapability>, RuntimeError> {
+        Ok(match self.approved_signer(id)?.flatten() {
+            Some(approved) if signer.key_id.as_deref() != Some(approved.as_str()) => {
+                Some(crate::grants::RequestedCapability::Signer {
+                    key_id: signer.key_id.clone(),
+                    approved_key_id: approved,
+                })
+            }
+            _ => None,
+        })
+    }
+}
