@@ -139,7 +139,7 @@ async function shadow(main) {
   main.replaceChildren(h("h2", {}, "Shadow mode"),
     h("p", { class: "muted" }, "A queue-router or prompt-transform plugin in shadow is called on live prompts after the active chain answered; " +
       "what it would have done is shown here and never applied. It runs with no capabilities and cannot fail or delay a prompt."),
-    cards.length ? cards : h("p", { class: "muted", id: "no-shadows" }, "No plugin runs in shadow."), form);
+    ...(cards.length ? cards : [h("p", { class: "muted", id: "no-shadows" }, "No plugin runs in shadow.")]), form);
 }
 
 window.comfyhostPages = { ...(window.comfyhostPages ?? {}), trust, shadow };
