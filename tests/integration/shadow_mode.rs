@@ -5,8 +5,8 @@
 use std::time::Duration;
 
 use crate::plugin_trust::{router_dir, upload};
-use crate::support::wasm::build_component;
-use crate::support::{Host, empty_image_workflow};
+use crate::support::wasm::{build_component, workspace_root};
+use crate::support::{Host, empty_image_workflow, models_dir_with_checkpoint, sampler_workflow};
 use serde_json::{Value, json};
 
 /// The template router whose schema defaults to at most 1 node: it rejects every 2-node prompt.
@@ -137,4 +137,77 @@ failure = "fail-closed"
         json!([])
     );
     assert_eq!(submit(&host).await.0, 200);
+}
+
+/// The template prompt-transform (`style-suffix`) at `version`, appending `suffix` by default.
+fn transform_dir(root: &std::path::Path, version: &str, suffix: &str) -> std::path::PathBuf {
+    let src = workspace_root().join("sdk/templates/prompt-transform");
+    let dir = root.join("style-suffix");
+    std::fs::create_dir_all(&dir).unwrap();
+    let manifest = std::fs::read_to_string(src.join("plugin.toml"))
+        .unwrap()
+        .replace("version = \"0.1.0\"", &format!("version = \"{version}\""));
+    std::fs::write(dir.join("plugin.toml"), manifest).unwrap();
+    let schema = std::fs::read_to_string(src.join("config.schema.json"))
+        .unwrap()
+        .replace("masterpiece, best quality", suffix);
+    std::fs::write(dir.join("config.schema.json"), schema).unwrap();
+    let wasm = build_component("comfyhost-template-prompt-transform");
+    std::fs::copy(&wasm, dir.join(wasm.file_name().unwrap())).unwrap();
+    dir
+}
+
+#[tokio::test]
+async fn a_shadow_transform_records_the_text_it_would_have_written_and_rewrites_nothing() {
+    let tmp = tempfile::tempdir().unwrap();
+    let models = models_dir_with_checkpoint();
+    let host = Host::builder()
+        .arg("--comfyui-arg=--sim-models-dir")
+        .arg(format!("--comfyui-arg={}", models.path().display()))
+        .start()
+        .await;
+    let active = transform_dir(&tmp.path().join("a"), "0.1.0", "best quality");
+    let r = upload(&host, "/comfyhost/api/plugins", &active).await;
+    assert_eq!(r.status(), 200, "{:?}", r.text().await);
+    let shadow = transform_dir(&tmp.path().join("s"), "0.2.0", "film grain");
+    let r = upload(&host, "/comfyhost/api/shadow", &shadow).await;
+    assert_eq!(r.status(), 200, "{:?}", r.text().await);
+
+    let r = Host::client()
+        .post(host.url("/prompt"))
+        .json(&json!({"prompt": sampler_workflow(), "client_id": "itest-shadow-t"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200, "{:?}", r.text().await);
+    let s = decided(&host, "style-suffix", 1).await;
+    let d = &s["decisions"][0];
+    assert_eq!(d["agreed"], false, "{d:#}");
+    let texts = |side: &str| d[side]["texts"].as_object().cloned().unwrap_or_default();
+    let (a, sh) = (texts("active"), texts("shadow"));
+    assert_eq!(
+        a.keys().collect::<Vec<_>>(),
+        sh.keys().collect::<Vec<_>>(),
+        "{d:#}"
+    );
+    let key = a.keys().next().expect("a changed text input").clone();
+    assert!(a[&key].as_str().unwrap().ends_with("best quality"), "{d:#}");
+    assert!(sh[&key].as_str().unwrap().ends_with("film grain"), "{d:#}");
+    let original = d["active"]["original"][&key].as_str().unwrap_or_default();
+    assert!(
+        !original.contains("best quality") && !original.is_empty(),
+        "{d:#}"
+    );
+    // What ran is the active chain's rewrite: the job keeps the workflow that was queued.
+    let job = host
+        .admin_get(&format!(
+            "/comfyhost/api/jobs/{}",
+            d["prompt_id"].as_str().unwrap()
+        ))
+        .await
+        .to_string();
+    assert!(
+        job.contains("best quality") && !job.contains("film grain"),
+        "{job}"
+    );
 }
