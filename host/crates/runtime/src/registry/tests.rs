@@ -1161,3 +1161,168 @@ async fn a_fail_closed_plugin_that_is_not_running_keeps_its_hook_closed() {
     let d = f.reg.route(&sub(), &[]).await.unwrap();
     assert_eq!(d.decided_by.as_deref(), Some("next"));
 }
+
+// ----- trust policy and shadow mode (issue 21) ------------------------------------------------
+
+/// Writes a drop-in `<plugins>/<id>/` with `script` as its component, signed with `sk` when
+/// given (the files `comfyhost plugin sign` writes).
+fn signed_drop_in(f: &Fixture, id: &str, script: &str, sk: Option<&str>) -> PathBuf {
+    let dir = f.dir.path().join("plugins").join(id);
+    std::fs::create_dir_all(&dir).unwrap();
+    let m = manifest(id, "0.1.0", "queue-router", 0, "");
+    std::fs::write(dir.join(MANIFEST_FILE), &m).unwrap();
+    let wasm_name = Manifest::from_toml_str(&m).unwrap().wasm_file_name();
+    std::fs::write(dir.join(wasm_name), script).unwrap();
+    if let Some(sk) = sk {
+        let (_, message) = message_of_dir(&dir).unwrap();
+        let files = crate::signing::sign(sk, &message, "test").unwrap();
+        std::fs::write(dir.join(crate::signing::SIGNATURE_FILE), files.signature).unwrap();
+        std::fs::write(dir.join(crate::signing::PUBLIC_KEY_FILE), files.public_key).unwrap();
+    }
+    dir
+}
+
+fn trust(f: &Fixture, mode: &str, pk: &str) {
+    let (line, key_id) = crate::signing::parse_public_key(pk).unwrap();
+    f.store.put_trust_key(&key_id, "Team", &line).unwrap();
+    f.store.set_trust_mode(mode).unwrap();
+}
+
+#[tokio::test]
+async fn a_drop_in_changed_after_signing_is_refused_and_the_signed_version_keeps_serving() {
+    let f = fixture();
+    let (pk, sk, key_id) = crate::signing::generate_keypair("t").unwrap();
+    trust(&f, "trusted", &pk);
+    let dir = signed_drop_in(&f, "r", "route backend a", Some(&sk));
+    f.reg.discover().unwrap();
+    let info = f.reg.get("r").unwrap();
+    assert_eq!(info.state, PluginState::Enabled);
+    assert_eq!(info.signer.key_id.as_deref(), Some(key_id.as_str()));
+    assert_eq!(info.signer.key_name.as_deref(), Some("Team"));
+
+    // One byte of the component changes; the signature stays.
+    std::fs::write(dir.join("r.wasm"), "route backend b").unwrap();
+    let report = f.reg.discover().unwrap();
+    let (_, err) = report.broken.iter().find(|(id, _)| id == "r").unwrap();
+    assert!(err.contains("does not match"), "{err}");
+    let d = f.reg.route(&sub(), &[]).await.unwrap();
+    assert_eq!(
+        d.route,
+        Route::Backend("a".into()),
+        "the signed version still runs"
+    );
+    let refusals = f
+        .store
+        .recent_activity(50)
+        .unwrap()
+        .into_iter()
+        .filter(|a| a.action == "plugin.trust_refused")
+        .count();
+    f.reg.discover().unwrap();
+    let again = f
+        .store
+        .recent_activity(50)
+        .unwrap()
+        .into_iter()
+        .filter(|a| a.action == "plugin.trust_refused")
+        .count();
+    assert_eq!((refusals, again), (1, 1), "recorded once per reason");
+}
+
+#[tokio::test]
+async fn a_new_signer_waits_for_approval_even_with_the_same_component() {
+    let f = fixture();
+    let (_, sk_a, _) = crate::signing::generate_keypair("a").unwrap();
+    let (_, sk_b, id_b) = crate::signing::generate_keypair("b").unwrap();
+    f.store.set_trust_mode("signed").unwrap();
+    let m1 = manifest("r", "0.1.0", "queue-router", 0, "");
+    let m2 = manifest("r", "0.2.0", "queue-router", 0, "");
+    let sig = |m: &str, sk: &str| {
+        let msg = crate::signing::message(
+            "r",
+            &[
+                crate::signing::SignedFile::from_bytes(MANIFEST_FILE, m.as_bytes()),
+                crate::signing::SignedFile::from_bytes("r.wasm", b"route backend a"),
+            ],
+        );
+        Some(crate::signing::sign(sk, &msg, "t").unwrap())
+    };
+    let info = f
+        .reg
+        .install_signed(&m1, b"route backend a", None, sig(&m1, &sk_a))
+        .unwrap();
+    assert_eq!(info.state, PluginState::Enabled);
+    let info = f
+        .reg
+        .install_signed(&m2, b"route backend a", None, sig(&m2, &sk_b))
+        .unwrap();
+    assert_eq!(info.state, PluginState::NeedsApproval);
+    assert!(matches!(
+        &info.pending[0],
+        RequestedCapability::Signer { key_id: Some(k), .. } if *k == id_b
+    ));
+    // Unsigned is refused under `signed`.
+    let err = f.reg.install(&m2, b"route backend a", None).unwrap_err();
+    assert!(err.to_string().contains("unsigned"), "{err}");
+    // The admin approves: it runs, and the new key is the approved one from now on.
+    let info = f.reg.grant("r", Grants::default()).unwrap();
+    assert_eq!(info.state, PluginState::Enabled);
+    assert_eq!(f.store.approved_signer("r").unwrap(), Some(Some(id_b)));
+}
+
+#[tokio::test]
+async fn shadow_answers_are_reported_and_never_reach_the_chain_or_its_breaker() {
+    let f = fixture();
+    install(&f, "r", 0, "queue-router", "route backend a");
+    let shadow = f
+        .reg
+        .install_shadow(
+            &manifest("r", "0.2.0", "queue-router", 0, ""),
+            b"fail",
+            None,
+            None,
+        )
+        .unwrap();
+    assert_eq!(shadow.active_version.as_deref(), Some("0.1.0"));
+    for _ in 0..10 {
+        let d = f.reg.route(&sub(), &[]).await.unwrap();
+        assert_eq!(d.route, Route::Backend("a".into()));
+        let calls = f.reg.shadow_route(&sub(), &[]).await;
+        assert_eq!(calls.len(), 1);
+        assert!(matches!(calls[0].answer, Err(CallErrorKind::Trap(_))));
+    }
+    let info = f.reg.get("r").unwrap();
+    assert_eq!(
+        info.state,
+        PluginState::Enabled,
+        "no breaker trips from shadow faults"
+    );
+    assert_eq!(info.stats.calls, 10);
+    // Not an output-sync/overlay hook: refused in shadow.
+    let err = f
+        .reg
+        .install_shadow(
+            &manifest("o", "0.1.0", "status-overlay", 0, ""),
+            b"event none",
+            None,
+            None,
+        )
+        .unwrap_err();
+    assert!(err.to_string().contains("shadow mode is for"), "{err}");
+    // Promote: the shadow's component is the active one now.
+    f.reg
+        .install_shadow(
+            &manifest("r", "0.3.0", "queue-router", 0, ""),
+            b"route backend z",
+            None,
+            None,
+        )
+        .unwrap();
+    let info = f.reg.promote_shadow("r").unwrap();
+    assert_eq!(info.version, "0.3.0");
+    assert!(f.reg.shadows().is_empty());
+    assert_eq!(
+        f.reg.route(&sub(), &[]).await.unwrap().route,
+        Route::Backend("z".into())
+    );
+}
