@@ -489,6 +489,8 @@ async function install(main) {
   h("label", { for: "manifest" }, "plugin.toml"), h("input", { id: "manifest", name: "manifest", type: "file", accept: ".toml", required: true }),
   h("label", { for: "wasm" }, "Component (.wasm)"), h("input", { id: "wasm", name: "wasm", type: "file", accept: ".wasm", required: true }),
   h("label", { for: "schema" }, "Config schema (optional)"), h("input", { id: "schema", name: "schema", type: "file", accept: ".json" }),
+  h("label", { for: "signature" }, "Signature plugin.minisig (optional; see the Trust page)"), h("input", { id: "signature", name: "signature", type: "file" }),
+  h("label", { for: "public_key" }, "Signer's public key plugin.pub (optional)"), h("input", { id: "public_key", name: "public_key", type: "file" }),
   h("p", {}, h("button", { class: "primary", type: "submit" }, "Install")));
   main.replaceChildren(h("h2", {}, "Install a plugin"), h("p", { class: "muted" },
     "An update that asks for more capabilities than were granted stays disabled until you approve them."), form, out);
