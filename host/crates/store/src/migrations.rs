@@ -109,6 +109,12 @@ CREATE TABLE output_files (
 CREATE INDEX output_files_due ON output_files (state, next_attempt_ms);
 "#,
     ),
+    (
+        6,
+        r#"
+ALTER TABLE jobs ADD COLUMN transform_notes_json TEXT;
+"#,
+    ),
 ];
 
 /// Highest version this build knows.
