@@ -129,7 +129,10 @@ function describeError(e) {
   const body = e.answer ?? e;
   if (body && typeof body === "object" && body.error) {
     const err = body.error;
-    let text = typeof err === "string" ? firstLine(err) : `${firstLine(err.message ?? err.type ?? "")}${err.details ? `: ${firstLine(err.details)}` : ""}`;
+    const message = typeof err === "string" ? firstLine(err) : firstLine(err.message ?? err.type ?? "");
+    const more = typeof err === "object" && err.details ? firstLine(err.details) : "";
+    // ComfyUI repeats the message in `details` for some refusals: said once.
+    let text = more && !message.includes(more) && !more.includes(message) ? `${message} — ${more}` : (more.length > message.length ? more : message);
     const [id, node] = Object.entries(body.node_errors ?? {})[0] ?? [];
     const ne = node?.errors?.[0];
     if (ne) text += ` (node ${id}${node.class_type ? ` ${node.class_type}` : ""}: ${firstLine(ne.message)}${ne.details ? ` — ${firstLine(ne.details)}` : ""})`;
@@ -421,7 +424,7 @@ async function renderPlugin(box, p) {
   const lastError = p.last_error
     ? h("div", { id: "last-error", class: "error-text" }, `Last error${b?.last_error_at_ms ? ` (${fmtMs(b.last_error_at_ms)})` : ""}: `, ...pluginError(p.last_error))
     : null;
-  const logs = h("pre", { id: "plugin-logs" }, "…");
+  const logs = h("pre", { id: "plugin-logs", tabindex: 0, "aria-label": "Plugin log" }, "…");
   box.replaceChildren(h("div", { class: "grid" },
     h("div", { class: "panel" },
       h("h3", {}, `${p.name || p.id} ${p.version}`),
@@ -569,7 +572,7 @@ async function comfyui(main) {
   const st = await api("GET", "/comfyui");
   const stateEl = h("span", { id: "comfy-state" }, badge(st.state));
   const detail = h("div", { id: "comfy-detail" });
-  const logs = h("pre", { id: "comfy-logs" });
+  const logs = h("pre", { id: "comfy-logs", tabindex: 0, "aria-label": "ComfyUI log" });
   // Operations and state changes as they happen (a restart of a fast ComfyUI takes well under
   // a second; this list keeps every step visible).
   const events = h("ol", { id: "comfy-events", class: "muted" });
@@ -585,18 +588,13 @@ async function comfyui(main) {
     stateEl.replaceChildren(badge(s.state));
     detail.replaceChildren(
       h("p", {}, `pid ${s.pid ?? "—"} · restarts ${s.restarts ?? 0}`, s.reason ? h("div", { class: "error-text" }, s.reason) : null),
-      h("label", {}, "Command line"), h("pre", { id: "comfy-cmd" }, (s.command_line ?? []).join(" ")));
+      h("label", {}, "Command line"), h("pre", { id: "comfy-cmd", tabindex: 0, "aria-label": "Command line" }, (s.command_line ?? []).join(" ")));
   };
   showStatus(st);
   // Restart and stop interrupt work: confirmed first, naming the jobs they end.
   const op = (what) => h("button", { class: what === "stop" ? "danger" : "", id: `comfy-${what}`, onclick: async () => {
     if (what !== "start") {
-      const list = await api("GET", "/jobs?limit=1000").catch(() => []);
-      const running = list.filter((j) => j.status === "running").length;
-      const queued = list.filter((j) => j.status === "queued").length;
-      const affected = running + queued === 0
-        ? "No job is running or queued now."
-        : `${running} running and ${queued} queued job${running + queued === 1 ? "" : "s"} will be interrupted (ComfyUI does not keep its queue across a restart: they end cancelled and must be queued again).`;
+      const affected = await interruptedJobs();
       const verb = what === "restart" ? "Restart" : "Stop";
       const ok = await confirmDialog(`${verb} ComfyUI?`,
         `${affected} Open ComfyUI pages lose their connection ${what === "restart" ? "until it is ready again" : "until it is started"}.`, `${verb} ComfyUI`);
@@ -676,7 +674,7 @@ async function system(main) {
         h("td", {}, `${fmtBin(v.free_bytes)} free of ${fmtBin(v.total_bytes)}`),
         h("td", { style: "width: 30%" }, h("div", { class: `bar${low ? " low" : ""}` }, h("div", { style: `width: ${(used * 100).toFixed(1)}%` }))));
     });
-    const threshold = h("input", { id: "low-disk-threshold", type: "number", min: 0, value: Math.round(s.low_disk.threshold_bytes / 1048576), size: 10 });
+    const threshold = h("input", { id: "low-disk-threshold", "aria-label": "Low-disk threshold in MiB", type: "number", min: 0, value: Math.round(s.low_disk.threshold_bytes / 1048576), size: 10 });
     const save = h("button", { id: "low-disk-save", onclick: async () => {
       await api("PUT", "/system/low-disk", { threshold_bytes: Number(threshold.value) * 1048576 });
       toast("Low-disk threshold saved");
@@ -716,6 +714,7 @@ async function gpu(main) {
   const allow = h("input", { id: "allow-incompatible", type: "checkbox", checked: over.allow_incompatible === true });
   const result = h("div", { id: "override-result" });
   const save = async (restart) => {
+    if (restart && !await confirmDialog("Save and restart ComfyUI?", `${await interruptedJobs()} ComfyUI restarts with the new flags.`, "Save and restart")) return;
     const body = { attention: sel.value === "auto" ? "auto" : { force: sel.value }, extra_flags: extra.value.split(/\s+/).filter(Boolean), allow_incompatible: allow.checked, restart };
     try {
       const res = await api("PUT", "/gpu/override", body);
@@ -764,6 +763,16 @@ async function gpu(main) {
 }
 
 // Jobs --------------------------------------------------------------------------------------------
+
+// What stopping ComfyUI now would interrupt, in a sentence.
+async function interruptedJobs() {
+  const list = await api("GET", "/jobs?limit=1000").catch(() => []);
+  const running = list.filter((j) => j.status === "running").length;
+  const queued = list.filter((j) => j.status === "queued").length;
+  return running + queued === 0
+    ? "No job is running or queued now."
+    : `${running} running and ${queued} queued job${running + queued === 1 ? "" : "s"} will be interrupted (ComfyUI does not keep its queue across a restart: they end cancelled and must be queued again).`;
+}
 
 const PREFIX = BASE.replace(/\/comfyhost$/, ""); // where ComfyUI is served
 
@@ -872,7 +881,7 @@ function fmtBytes(n) {
 
 async function models(main) {
   const wf = h("textarea", { id: "workflow-json", placeholder: "Paste a workflow (API or UI format, as saved by ComfyUI)" });
-  const file = h("input", { id: "workflow-file", type: "file", accept: ".json", onchange: async () => {
+  const file = h("input", { id: "workflow-file", "aria-label": "Workflow file", type: "file", accept: ".json", onchange: async () => {
     if (file.files[0]) wf.value = await file.files[0].text();
   } });
   const err = h("textarea", { id: "comfyui-error", placeholder: "Optional: ComfyUI's 400 answer (value_not_in_list) for it" });

@@ -8,6 +8,7 @@ mod support;
 mod browser_dashboard;
 mod browser_overlay;
 mod dashboard_auth;
+mod dashboard_jobs;
 mod docker_entrypoint;
 mod honest_failures;
 mod host_plugins;
