@@ -596,3 +596,79 @@ async fn the_prompt_enhance_form_saves_as_shown_and_refuses_a_misspelled_style()
     let ours: Vec<&String> = b.errors.iter().filter(|e| !e.contains("favicon")).collect();
     assert!(ours.is_empty(), "page errors: {ours:?}");
 }
+
+/// The Outputs page says why output sync does not run, in the plugin table's terms: waiting
+/// for approval while the table says so, then enabled but with no destination configured.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_outputs_page_says_why_sync_does_not_run() {
+    let Some(pre) = browser::prereqs() else {
+        return;
+    };
+    let tmp = tempfile::tempdir().expect("tmp");
+    let dir = crate::support::wasm::first_party_plugin("output-sync", tmp.path());
+    let host = Host::builder().plugin_dir(dir).start().await;
+    let mut b = Browser::launch(&pre.chromium).await;
+    b.navigate(&host.url("/comfyhost/")).await;
+    b.wait_for(
+        "the sign-in form",
+        "!!document.getElementById('login')",
+        Duration::from_secs(20),
+    )
+    .await;
+    b.eval(&format!("document.getElementById('token').value = '{ADMIN_TOKEN}'; document.getElementById('login').requestSubmit(); true")).await;
+    b.wait_for(
+        "the plugins table",
+        "document.querySelector('#plugins-table tr[data-plugin=\"output-sync\"]')?.innerText.includes('needs_approval')",
+        Duration::from_secs(20),
+    )
+    .await;
+    open(
+        &mut b,
+        &host,
+        "outputs",
+        "document.getElementById('outputs-state')?.innerText.includes('output-sync is enabled in the table but waits for you to approve')",
+    )
+    .await;
+    b.screenshot("dashboard-outputs-needs-approval.png").await;
+
+    // Everything it asks for granted, no destination yet.
+    let info = host.admin_get("/comfyhost/api/plugins/output-sync").await;
+    let mut grants = json!({"http": [], "dirs": [], "secrets": [], "code_sha256": info["sha256"]});
+    for cap in info["requested"].as_array().cloned().unwrap_or_default() {
+        let (list, item) = match cap["kind"].as_str() {
+            Some("http") => ("http", cap["origin"].clone()),
+            Some("secret") => ("secrets", cap["name"].clone()),
+            Some("dir") => (
+                "dirs",
+                json!({"path": cap["path"], "guest": cap["guest"], "access": cap["access"]}),
+            ),
+            other => panic!("unknown capability {other:?}"),
+        };
+        grants[list].as_array_mut().expect("list").push(item);
+    }
+    let r = Host::client()
+        .put(host.url("/comfyhost/api/plugins/output-sync/grants"))
+        .bearer_auth(ADMIN_TOKEN)
+        .json(&grants)
+        .send()
+        .await
+        .expect("grants");
+    assert_eq!(r.status(), 200, "{:?}", r.text().await);
+    open(
+        &mut b,
+        &host,
+        "plugins",
+        "!!document.getElementById('plugins-table')",
+    )
+    .await;
+    open(
+        &mut b,
+        &host,
+        "outputs",
+        "document.getElementById('outputs-state')?.innerText.includes('has no destination configured')",
+    )
+    .await;
+    b.screenshot("dashboard-outputs-no-destination.png").await;
+    let ours: Vec<&String> = b.errors.iter().filter(|e| !e.contains("favicon")).collect();
+    assert!(ours.is_empty(), "page errors: {ours:?}");
+}
