@@ -431,7 +431,9 @@ async function renderPlugin(box, p) {
       h("p", { class: "muted" }, `priority ${p.priority} · ${p.dir}`),
       h("p", { class: "muted" }, `sha256 ${p.sha256}`),
       codeApproval,
-      p.previous_version ? h("p", {}, `Previous version ${p.previous_version} `, h("button", { onclick: async () => { await api("POST", `/plugins/${encodeURIComponent(p.id)}/rollback`).catch((e) => toast(e.message, true)); route(); } }, "Roll back")) : null,
+      p.previous_version ? h("p", { id: "rollback" }, p.previous_version === p.version
+        ? `Previous component: the same version ${p.previous_version} with other code (sha256 ${(p.previous_sha256 ?? "").slice(0, 12)}…) `
+        : `Previous version ${p.previous_version} `, h("button", { onclick: async () => { await api("POST", `/plugins/${encodeURIComponent(p.id)}/rollback`).catch((e) => toast(e.message, true)); route(); } }, "Roll back")) : null,
       lastError,
       breaker,
       h("h4", {}, "Capabilities"), caps),
