@@ -296,8 +296,12 @@ async function plugins(main) {
     h("td", {}, h("button", { class: "toggle", "data-plugin": p.id, onclick: () => toggle(p) }, p.enabled ? "Disable" : "Enable")),
   ));
   const detail = h("div", { id: "plugin-detail" });
+  const count = (st) => list.filter((x) => x.state.state === st).length;
+  const parts = [[count("enabled"), "running"], [count("disabled"), "switched off"], [count("needs_approval"), "waiting for your approval"],
+    [count("tripped"), "stopped after repeated faults"], [count("broken"), "broken (see its error)"]].filter(([n]) => n > 0);
   main.replaceChildren(
     h("h2", {}, "Plugins"),
+    list.length ? h("p", { id: "plugins-summary" }, `${list.length} plugin${list.length === 1 ? "" : "s"}: ${parts.map(([n, t]) => `${n} ${t}`).join(", ")}.`) : null,
     h("div", { class: "panel" },
       h("table", { id: "plugins-table" },
         h("thead", {}, h("tr", {}, ["Plugin", "Version", "SHA-256", "Hook", "State", "Calls", "Latency", ""].map((t) => h("th", {}, t)))),

@@ -190,6 +190,13 @@ async fn an_admin_runs_the_workshop_from_the_dashboard() {
     open(
         &mut b,
         &host,
+        "plugins",
+        "document.getElementById('plugins-summary')?.innerText.startsWith('2 plugins: 1 running, 1 waiting for your approval')",
+    )
+    .await;
+    open(
+        &mut b,
+        &host,
         "jobs",
         "document.querySelector('#jobs-table td.empty-state')?.innerText.includes('No jobs yet')",
     )
