@@ -74,6 +74,84 @@ function dur(a, b) {
   return s < 60 ? `${s.toFixed(1)} s` : `${Math.floor(s / 60)} m ${Math.round(s % 60)} s`;
 }
 
+// Raw detail one click away: a closed disclosure ("Details ▸") holding `raw` as text.
+function details(raw, label = "Details") {
+  if (raw === null || raw === undefined || raw === "") return null;
+  const text = typeof raw === "string" ? raw : JSON.stringify(raw, null, 2);
+  return h("details", { class: "raw" }, h("summary", {}, label), h("pre", {}, text));
+}
+
+// What an empty list will show and how to fill it, in place of bare headers.
+function emptyRow(columns, text, ...more) {
+  return h("tr", { class: "empty" }, h("td", { colspan: columns, class: "empty-state" }, text, ...more));
+}
+
+// An in-page confirmation (not window.confirm): resolves true when the admin confirms.
+function confirmDialog(title, text, yes) {
+  return new Promise((resolve) => {
+    const prev = document.activeElement;
+    const done = (ok) => { box.remove(); prev?.focus?.(); resolve(ok); };
+    const no = h("button", { id: "confirm-no", onclick: () => done(false) }, "Cancel");
+    const box = h("div", { id: "confirm-dialog", class: "modal-backdrop", onkeydown: (e) => { if (e.key === "Escape") done(false); } },
+      h("div", { class: "modal panel", role: "dialog", "aria-modal": "true", "aria-labelledby": "confirm-title", "aria-describedby": "confirm-text" },
+        h("h3", { id: "confirm-title" }, title),
+        h("p", { id: "confirm-text" }, text),
+        h("p", {}, h("button", { id: "confirm-yes", class: "danger-primary", onclick: () => done(true) }, yes), " ", no)));
+    document.body.append(box);
+    no.focus();
+  });
+}
+
+// A job's error as a person reads it: ComfyUI's exception (type, first line, node) or the
+// refusal's message, never the raw JSON (kept behind "Details").
+function jobError(j) {
+  if (!j.error_json) return null;
+  let e;
+  try { e = JSON.parse(j.error_json); } catch { return { text: firstLine(j.error_json), raw: j.error_json }; }
+  return { text: describeError(e) || "failed (see details)", raw: e };
+}
+
+function firstLine(s) {
+  const line = String(s ?? "").split("\n").find((l) => l.trim()) ?? "";
+  return line.length > 300 ? `${line.slice(0, 300)}…` : line;
+}
+
+function describeError(e) {
+  if (e === null || e === undefined) return "";
+  if (typeof e === "string") return firstLine(e);
+  // ComfyUI's history: [["execution_error", {node_id, node_type, exception_type, exception_message}], ...]
+  if (Array.isArray(e.messages)) {
+    const ex = e.messages.find((m) => Array.isArray(m) && m[0] === "execution_error")?.[1];
+    if (ex) return `${ex.exception_type ? `${ex.exception_type}: ` : ""}${firstLine(ex.exception_message)}${ex.node_id ? ` (node ${ex.node_id}${ex.node_type ? ` ${ex.node_type}` : ""})` : ""}`;
+    if (e.messages.some((m) => Array.isArray(m) && m[0] === "execution_interrupted")) return "Interrupted";
+  }
+  // A refusal in ComfyUI's shape: {error: {type, message, details}, node_errors: {id: {errors, class_type}}}
+  const body = e.answer ?? e;
+  if (body && typeof body === "object" && body.error) {
+    const err = body.error;
+    const message = typeof err === "string" ? firstLine(err) : firstLine(err.message ?? err.type ?? "");
+    const more = typeof err === "object" && err.details ? firstLine(err.details) : "";
+    // ComfyUI repeats the message in `details` for some refusals: said once.
+    let text = more && !message.includes(more) && !more.includes(message) ? `${message} — ${more}` : (more.length > message.length ? more : message);
+    const [id, node] = Object.entries(body.node_errors ?? {})[0] ?? [];
+    const ne = node?.errors?.[0];
+    if (ne) text += ` (node ${id}${node.class_type ? ` ${node.class_type}` : ""}: ${firstLine(ne.message)}${ne.details ? ` — ${firstLine(ne.details)}` : ""})`;
+    return text;
+  }
+  if (e.message) return firstLine(e.message);
+  if (e.answer && typeof e.answer === "string") return firstLine(e.answer);
+  return e.type ? String(e.type).replaceAll("_", " ") : "";
+}
+
+// A plugin failure: the message first, wasm frames (`… (at a <- b)`) behind "Details".
+function pluginError(text) {
+  const t = String(text ?? "");
+  const at = t.indexOf(" (at ");
+  const summary = at > 0 ? t.slice(0, at) : firstLine(t);
+  const raw = at > 0 ? t.slice(at + 5).replace(/\)$/, "").split(" <- ").join("\n") : (t.includes("\n") ? t : null);
+  return [summary, details(raw, "Trace")];
+}
+
 function closeSources() {
   for (const s of state.sources) s.close();
   state.sources = [];
@@ -216,18 +294,23 @@ async function plugins(main) {
     h("td", { class: "mono", title: p.sha256 }, (p.sha256 || "").slice(0, 12)),
     h("td", {}, p.hooks.join(", ")),
     h("td", { class: "signer" }, p.signer?.key_id ? `${p.signer.key_name ?? "untrusted key"} · ${p.signer.key_id}` : h("span", { class: "muted" }, "unsigned")),
-    h("td", {}, badge(p.state.state), p.state.error ? h("div", { class: "error-text" }, p.state.error) : null),
+    h("td", {}, badge(p.state.state), p.state.error ? h("div", { class: "error-text" }, ...pluginError(p.state.error)) : null),
     h("td", {}, `${p.stats.calls} calls · ${p.stats.failures} failed`),
     h("td", {}, p.stats.p50_us == null ? "—" : `p50 ${p.stats.p50_us} µs · p99 ${p.stats.p99_us} µs`),
     h("td", {}, h("button", { class: "toggle", "data-plugin": p.id, onclick: () => toggle(p) }, p.enabled ? "Disable" : "Enable")),
   ));
   const detail = h("div", { id: "plugin-detail" });
+  const count = (st) => list.filter((x) => x.state.state === st).length;
+  const parts = [[count("enabled"), "running"], [count("disabled"), "switched off"], [count("needs_approval"), "waiting for your approval"],
+    [count("tripped"), "stopped after repeated faults"], [count("broken"), "broken (see its error)"]].filter(([n]) => n > 0);
   main.replaceChildren(
     h("h2", {}, "Plugins"),
+    list.length ? h("p", { id: "plugins-summary" }, `${list.length} plugin${list.length === 1 ? "" : "s"}: ${parts.map(([n, t]) => `${n} ${t}`).join(", ")}.`) : null,
     h("div", { class: "panel" },
       h("table", { id: "plugins-table" },
         h("thead", {}, h("tr", {}, ["Plugin", "Version", "SHA-256", "Hook", "Signed by", "State", "Calls", "Latency", ""].map((t) => h("th", {}, t)))),
-        h("tbody", {}, rows)),
+        h("tbody", {}, rows.length ? rows : emptyRow(9, "No plugins yet. Plugins you install (", h("a", { href: "#install" }, "Install"),
+          ") or drop into the plugins directory (then \u201cRescan\u201d) appear here with their state, calls and latency."))),
       h("button", { onclick: async () => { const r = await api("POST", "/plugins/rescan"); toast(`Rescanned: ${r.loaded.length} loaded, ${r.removed.length} removed`); route(); } }, "Rescan drop-in directory")),
     detail);
   const p = list.find((x) => x.id === selected);
@@ -350,16 +433,18 @@ async function renderPlugin(box, p) {
     : null;
   // One "last error", with its time; gone once the plugin succeeds again.
   const lastError = p.last_error
-    ? h("p", { id: "last-error", class: "error-text" }, `Last error${b?.last_error_at_ms ? ` (${fmtMs(b.last_error_at_ms)})` : ""}: ${p.last_error}`)
+    ? h("div", { id: "last-error", class: "error-text" }, `Last error${b?.last_error_at_ms ? ` (${fmtMs(b.last_error_at_ms)})` : ""}: `, ...pluginError(p.last_error))
     : null;
-  const logs = h("pre", { id: "plugin-logs" }, "…");
+  const logs = h("pre", { id: "plugin-logs", tabindex: 0, "aria-label": "Plugin log" }, "…");
   box.replaceChildren(h("div", { class: "grid" },
     h("div", { class: "panel" },
       h("h3", {}, `${p.name || p.id} ${p.version}`),
       h("p", { class: "muted" }, `priority ${p.priority} · ${p.dir}`),
       h("p", { class: "muted" }, `sha256 ${p.sha256}`),
       codeApproval,
-      p.previous_version ? h("p", {}, `Previous version ${p.previous_version} `, h("button", { onclick: async () => { await api("POST", `/plugins/${encodeURIComponent(p.id)}/rollback`).catch((e) => toast(e.message, true)); route(); } }, "Roll back")) : null,
+      p.previous_version ? h("p", { id: "rollback" }, p.previous_version === p.version
+        ? `Previous component: the same version ${p.previous_version} with other code (sha256 ${(p.previous_sha256 ?? "").slice(0, 12)}…) `
+        : `Previous version ${p.previous_version} `, h("button", { onclick: async () => { await api("POST", `/plugins/${encodeURIComponent(p.id)}/rollback`).catch((e) => toast(e.message, true)); route(); } }, "Roll back")) : null,
       lastError,
       breaker,
       h("h4", {}, "Capabilities"), caps),
@@ -502,7 +587,7 @@ async function comfyui(main) {
   const st = await api("GET", "/comfyui");
   const stateEl = h("span", { id: "comfy-state" }, badge(st.state));
   const detail = h("div", { id: "comfy-detail" });
-  const logs = h("pre", { id: "comfy-logs" });
+  const logs = h("pre", { id: "comfy-logs", tabindex: 0, "aria-label": "ComfyUI log" });
   // Operations and state changes as they happen (a restart of a fast ComfyUI takes well under
   // a second; this list keeps every step visible).
   const events = h("ol", { id: "comfy-events", class: "muted" });
@@ -518,10 +603,18 @@ async function comfyui(main) {
     stateEl.replaceChildren(badge(s.state));
     detail.replaceChildren(
       h("p", {}, `pid ${s.pid ?? "—"} · restarts ${s.restarts ?? 0}`, s.reason ? h("div", { class: "error-text" }, s.reason) : null),
-      h("label", {}, "Command line"), h("pre", { id: "comfy-cmd" }, (s.command_line ?? []).join(" ")));
+      h("label", {}, "Command line"), h("pre", { id: "comfy-cmd", tabindex: 0, "aria-label": "Command line" }, (s.command_line ?? []).join(" ")));
   };
   showStatus(st);
+  // Restart and stop interrupt work: confirmed first, naming the jobs they end.
   const op = (what) => h("button", { class: what === "stop" ? "danger" : "", id: `comfy-${what}`, onclick: async () => {
+    if (what !== "start") {
+      const affected = await interruptedJobs();
+      const verb = what === "restart" ? "Restart" : "Stop";
+      const ok = await confirmDialog(`${verb} ComfyUI?`,
+        `${affected} Open ComfyUI pages lose their connection ${what === "restart" ? "until it is ready again" : "until it is started"}.`, `${verb} ComfyUI`);
+      if (!ok) return;
+    }
     const r = await api("POST", `/comfyui/${what}`);
     toast(`${what} requested (operation ${r.op_id})`);
   } }, what[0].toUpperCase() + what.slice(1));
@@ -539,7 +632,12 @@ async function comfyui(main) {
   };
   showMemory();
   state.timers.push(setInterval(showMemory, 10000));
-  main.replaceChildren(h("h2", {}, "ComfyUI ", stateEl),
+  const plain = {
+    ready: "ComfyUI is running and takes prompts.", attached: "Attached to a ComfyUI this host does not manage: it takes prompts.",
+    starting: "ComfyUI is starting; prompts wait until it is ready.", stopped: "ComfyUI is stopped: prompts are refused until you start it.",
+    backoff: "ComfyUI exited and is restarted after a pause.", failed: "ComfyUI failed to start: see the reason and the log below.",
+  }[st.state] ?? `ComfyUI is ${st.state}.`;
+  main.replaceChildren(h("h2", {}, "ComfyUI ", stateEl), h("p", { id: "comfy-summary" }, plain),
     h("div", { class: "panel" }, op("start"), " ", op("restart"), " ", op("stop"), detail, memory, h("h4", {}, "Progress"), events),
     h("div", { class: "panel" }, h("h4", {}, "Log (live)"), logs));
   const page = await api("GET", "/comfyui/logs?limit=200");
@@ -591,7 +689,7 @@ async function system(main) {
         h("td", {}, `${fmtBin(v.free_bytes)} free of ${fmtBin(v.total_bytes)}`),
         h("td", { style: "width: 30%" }, h("div", { class: `bar${low ? " low" : ""}` }, h("div", { style: `width: ${(used * 100).toFixed(1)}%` }))));
     });
-    const threshold = h("input", { id: "low-disk-threshold", type: "number", min: 0, value: Math.round(s.low_disk.threshold_bytes / 1048576), size: 10 });
+    const threshold = h("input", { id: "low-disk-threshold", "aria-label": "Low-disk threshold in MiB", type: "number", min: 0, value: Math.round(s.low_disk.threshold_bytes / 1048576), size: 10 });
     const save = h("button", { id: "low-disk-save", onclick: async () => {
       await api("PUT", "/system/low-disk", { threshold_bytes: Number(threshold.value) * 1048576 });
       toast("Low-disk threshold saved");
@@ -617,7 +715,9 @@ async function system(main) {
 async function gpu(main) {
   const [r, over] = await Promise.all([api("GET", "/gpu"), api("GET", "/gpu/override")]);
   if (r.detected === false) {
-    main.replaceChildren(h("h2", {}, "GPU and attention"), h("p", { class: "muted" }, r.reason));
+    main.replaceChildren(h("h2", {}, "GPU and attention"),
+      h("p", { id: "gpu-summary" }, "The host does not choose ComfyUI's GPU settings here: ComfyUI starts with its own defaults."),
+      details(r.reason));
     return;
   }
   const inv = r.inventory;
@@ -629,6 +729,7 @@ async function gpu(main) {
   const allow = h("input", { id: "allow-incompatible", type: "checkbox", checked: over.allow_incompatible === true });
   const result = h("div", { id: "override-result" });
   const save = async (restart) => {
+    if (restart && !await confirmDialog("Save and restart ComfyUI?", `${await interruptedJobs()} ComfyUI restarts with the new flags.`, "Save and restart")) return;
     const body = { attention: sel.value === "auto" ? "auto" : { force: sel.value }, extra_flags: extra.value.split(/\s+/).filter(Boolean), allow_incompatible: allow.checked, restart };
     try {
       const res = await api("PUT", "/gpu/override", body);
@@ -638,21 +739,36 @@ async function gpu(main) {
       result.replaceChildren(h("p", { class: "error-text" }, e.message));
     }
   };
+  const cpu = d.choice === "cpu";
+  const names = [...new Set(inv.gpus.map((g) => g.name))].join(", ");
+  // One plain sentence first; the raw NVML / nvidia-smi errors once, behind "Details".
+  const summary = inv.gpus.length === 0
+    ? "No NVIDIA GPU found: ComfyUI runs on the CPU (slow)."
+    : cpu ? `${inv.gpus.length} GPU${inv.gpus.length === 1 ? "" : "s"} found (${names}), but ComfyUI runs on the CPU (slow): see the reasons below.`
+      : `${inv.gpus.length} GPU${inv.gpus.length === 1 ? "" : "s"} found (${names}): ComfyUI uses ${d.choice} attention.`;
+  // In CPU mode `error` joins the notes: each detection error once, one a line.
+  const raw = [...(inv.notes?.length ? inv.notes : [inv.error]), r.probe_error ? `Python environment: ${r.probe_error}` : null].filter(Boolean).join("\n");
+  const c = r.confirmation;
+  const confirmation = !c ? null : h("p", { id: "confirmation", class: c.status === "mismatch" ? "error-text" : "muted" },
+    c.status === "confirmed" ? `Confirmed by ComfyUI's log: ${c.detail}`
+      : c.status === "mismatch" ? `ComfyUI's log disagrees: ${c.detail}`
+        : c.status === "demoted" ? `Changed after ComfyUI's log showed repeated failures: ${c.detail}`
+          : `Waiting for ComfyUI's log to confirm${c.detail ? ` (${c.detail})` : ""}`);
   main.replaceChildren(h("h2", {}, "GPU and attention"),
+    h("p", { id: "gpu-summary", class: cpu ? "warn-text" : null }, summary, " ", details(raw)),
     h("div", { class: "grid" },
       h("div", { class: "panel" }, h("h4", {}, "Inventory"),
-        inv.gpus.length === 0 ? h("p", { class: "muted" }, inv.error ?? "No GPU: CPU mode") :
+        inv.gpus.length === 0 ? h("p", { class: "muted" }, "No GPU listed.") :
           h("table", { id: "gpus" }, h("thead", {}, h("tr", {}, ["#", "Name", "SM", "VRAM", "MIG"].map((t) => h("th", {}, t)))),
             h("tbody", {}, inv.gpus.map((g) => h("tr", {}, h("td", {}, g.index), h("td", {}, g.name), h("td", {}, g.sm ? `${g.sm.major}.${g.sm.minor}` : "—"),
               h("td", {}, g.vram_total_mib ? `${(g.vram_total_mib / 1024).toFixed(1)} GiB` : "—"), h("td", {}, g.mig_mode))))),
-        h("p", { class: "muted" }, `driver ${inv.driver_version ?? "—"} · CUDA ${inv.cuda_driver_version ? `${inv.cuda_driver_version.major}.${inv.cuda_driver_version.minor}` : "—"} · source ${inv.source}`),
-        r.probe_error ? h("p", { class: "muted" }, `Python environment: ${r.probe_error}`) : null),
+        h("p", { class: "muted" }, `driver ${inv.driver_version ?? "—"} · CUDA ${inv.cuda_driver_version ? `${inv.cuda_driver_version.major}.${inv.cuda_driver_version.minor}` : "—"} · source ${inv.source}`)),
       h("div", { class: "panel" }, h("h4", {}, "Decision"),
         h("p", { id: "decision" }, badge(d.choice), " flags ", h("code", {}, d.flags.join(" ") || "(none)")),
         d.refusal ? h("p", { class: "error-text" }, d.refusal) : null,
         h("ul", { id: "reasons" }, d.reasons.map((x) => h("li", {}, x))),
         d.warnings?.length ? h("ul", { class: "error-text" }, d.warnings.map((x) => h("li", {}, x))) : null,
-        r.confirmation ? h("p", { id: "confirmation", class: "muted" }, `ComfyUI's log: ${r.confirmation.status}${r.confirmation.detail ? ` — ${r.confirmation.detail}` : ""}`) : null)),
+        confirmation)),
     h("div", { class: "panel" }, h("h4", {}, "Override"),
       h("label", { for: "attention" }, "Attention"), sel,
       h("label", { for: "extra-flags" }, "Extra ComfyUI flags (checked against main.py --help)"), extra,
@@ -663,25 +779,73 @@ async function gpu(main) {
 
 // Jobs --------------------------------------------------------------------------------------------
 
+// What stopping ComfyUI now would interrupt, in a sentence.
+async function interruptedJobs() {
+  const list = await api("GET", "/jobs?limit=1000").catch(() => []);
+  const running = list.filter((j) => j.status === "running").length;
+  const queued = list.filter((j) => j.status === "queued").length;
+  return running + queued === 0
+    ? "No job is running or queued now."
+    : `${running} running and ${queued} queued job${running + queued === 1 ? "" : "s"} will be interrupted (ComfyUI does not keep its queue across a restart: they end cancelled and must be queued again).`;
+}
+
+const PREFIX = BASE.replace(/\/comfyhost$/, ""); // where ComfyUI is served
+
+function transformNotes(j) {
+  if (!j.transform_notes_json) return null;
+  let list;
+  try { list = JSON.parse(j.transform_notes_json); } catch { return h("div", { class: "notes" }, j.transform_notes_json); }
+  if (!Array.isArray(list) || list.length === 0) return null;
+  return h("ul", { class: "notes" }, list.map((t) => h("li", {}, `${t.plugin_id} changed the workflow${t.notes?.length ? `: ${t.notes.join("; ")}` : ""}`)));
+}
+
 async function jobs(main) {
   const tbody = h("tbody");
+  let inFlightShown = false;
+  const cancel = async (j) => {
+    const ok = await confirmDialog("Cancel this job?", `Job ${j.prompt_id.slice(0, 8)} of ${j.user_id ?? "an anonymous user"} is ${j.status}: ${j.status === "running" ? "it is interrupted" : "it is taken out of the queue"}.`, "Cancel the job");
+    if (!ok) return;
+    try {
+      const r = await api("POST", `/jobs/${encodeURIComponent(j.prompt_id)}/cancel`);
+      toast(`Job ${j.prompt_id.slice(0, 8)} ${r.done}`);
+    } catch (e) { toast(e.message, true); }
+    fill().catch(() => {});
+  };
   const fill = async () => {
     const list = await api("GET", "/jobs?limit=200");
+    if (list.length === 0) {
+      tbody.replaceChildren(emptyRow(9, "No jobs yet. Every prompt queued through this host (from ",
+        h("a", { href: `${PREFIX}/` }, "ComfyUI"), " or POST /prompt) appears here: who sent it, where it ran, how long it waited and ran, what plugins changed, and how it ended."));
+      return;
+    }
+    inFlightShown = list.some((j) => j.status === "queued" || j.status === "running");
     tbody.replaceChildren(...list.map((j) => {
-      let err = "";
-      try { const e = j.error_json ? JSON.parse(j.error_json) : null; err = e ? (e.message ?? e.type ?? JSON.stringify(e)) : ""; } catch { err = j.error_json; }
-      return h("tr", { "data-job": j.prompt_id },
-        h("td", { class: "mono" }, j.prompt_id.slice(0, 8)), h("td", {}, j.user_id ?? "—"),
-        h("td", {}, `${j.route ?? "—"}${j.backend && j.backend !== "local" ? ` (${j.backend})` : ""}`),
+      const err = jobError(j);
+      const waited = j.started_ms ? dur(j.submitted_ms, j.started_ms) : j.status === "queued" ? "waiting" : "—";
+      const ran = j.started_ms ? (j.finished_ms ? dur(j.started_ms, j.finished_ms) : "running") : "—";
+      const inFlight = j.status === "queued" || j.status === "running";
+      return h("tr", { "data-job": j.prompt_id, "data-status": j.status },
+        h("td", { class: "mono", title: j.prompt_id }, j.prompt_id.slice(0, 8)),
+        h("td", {}, j.user_id ?? h("span", { class: "muted" }, "anonymous")),
+        h("td", {}, j.route === "reject" ? "refused by the host" : `${j.route ?? "—"}${j.backend && j.backend !== "local" ? ` (${j.backend})` : ""}`),
         h("td", {}, badge(j.status)), h("td", {}, fmtMs(j.submitted_ms)),
-        h("td", {}, dur(j.submitted_ms, j.started_ms)), h("td", {}, dur(j.started_ms ?? j.submitted_ms, j.finished_ms)),
-        h("td", { class: "error-text" }, err));
+        h("td", { class: "waited" }, waited), h("td", { class: "ran" }, ran),
+        h("td", { class: "outcome" },
+          err ? h("div", { class: "error-text job-error" }, err.text) : null, err ? details(err.raw) : null,
+          transformNotes(j)),
+        h("td", {},
+          j.status === "succeeded" ? h("a", { class: "job-outputs", href: `${PREFIX}/history/${encodeURIComponent(j.prompt_id)}`, target: "_blank", rel: "noopener" }, "Outputs") : null,
+          inFlight ? h("button", { class: "danger job-cancel", "data-job": j.prompt_id, onclick: () => cancel(j) }, "Cancel") : null));
     }));
   };
   await fill();
-  main.replaceChildren(h("h2", {}, "Jobs"), h("div", { class: "panel" }, h("table", { id: "jobs-table" },
-    h("thead", {}, h("tr", {}, ["Prompt", "User", "Route", "Status", "Submitted", "Waited", "Ran", "Error"].map((t) => h("th", {}, t)))), tbody)));
+  main.replaceChildren(h("h2", {}, "Jobs"),
+    h("p", { class: "muted" }, "The last 200 prompts, newest first. Waited: from submission until ComfyUI started it; Ran: until it ended."),
+    h("div", { class: "panel" }, h("table", { id: "jobs-table" },
+      h("thead", {}, h("tr", {}, ["Prompt", "User", "Route", "Status", "Submitted", "Waited", "Ran", "Error and changes", ""].map((t) => h("th", {}, t)))), tbody)));
   live("/jobs/events", { job: () => fill().catch(() => {}) });
+  // Queued and running jobs change (start) without an end event.
+  state.timers.push(setInterval(() => { if (inFlightShown) fill().catch(() => {}); }, 3000));
 }
 
 // Backends ----------------------------------------------------------------------------------------
@@ -732,7 +896,7 @@ function fmtBytes(n) {
 
 async function models(main) {
   const wf = h("textarea", { id: "workflow-json", placeholder: "Paste a workflow (API or UI format, as saved by ComfyUI)" });
-  const file = h("input", { id: "workflow-file", type: "file", accept: ".json", onchange: async () => {
+  const file = h("input", { id: "workflow-file", "aria-label": "Workflow file", type: "file", accept: ".json", onchange: async () => {
     if (file.files[0]) wf.value = await file.files[0].text();
   } });
   const err = h("textarea", { id: "comfyui-error", placeholder: "Optional: ComfyUI's 400 answer (value_not_in_list) for it" });
@@ -793,12 +957,37 @@ async function models(main) {
 
 // Outputs -----------------------------------------------------------------------------------------
 
+// Why output sync does (not) run, in the same terms as the plugin table: the first thing that
+// stops it, with the page where it is fixed.
+function outputsReason(o, list) {
+  const sync = list.filter((p) => (p.hooks ?? []).includes("output-sync"));
+  const link = (p) => h("a", { href: `#plugins/${encodeURIComponent(p.id)}` }, p.id);
+  if (!o.output_dir) return ["Disabled: this host has no local output folder (attach mode), so there is nothing to copy here."];
+  if (sync.length === 0) return ["Disabled: no output-sync plugin is installed. ", h("a", { href: "#install" }, "Install"), " one (e.g. output-sync) to copy every new output to a folder or S3."];
+  const on = sync.filter((p) => p.enabled);
+  if (on.length === 0) return ["Disabled: the output-sync plugin ", ...sync.flatMap((p, i) => [i ? ", " : "", link(p)]), " is switched off; enable it on its page."];
+  const waiting = on.filter((p) => p.state?.state !== "enabled");
+  if (waiting.length === on.length) {
+    const p = waiting[0];
+    const why = p.state?.state === "needs_approval" ? "waits for you to approve what it asks for (its directories, network or secrets)" : `is ${String(p.state?.state ?? "not running").replaceAll("_", " ")}`;
+    return ["Disabled: ", link(p), ` is enabled in the table but ${why}.`];
+  }
+  const running = on.filter((p) => p.state?.state === "enabled");
+  const noDest = running.filter((p) => Array.isArray(p.config?.destinations) && p.config.destinations.length === 0);
+  if (noDest.length === running.length && noDest.length) return ["Enabled, but ", link(noDest[0]), " has no destination configured: add one under \u201cdestinations\u201d in its configuration; until then nothing is copied."];
+  const h2 = o.plugins ?? [];
+  const unmounted = running.filter((p) => h2.find((x) => x.plugin_id === p.id)?.output_mounted === false);
+  if (unmounted.length === running.length) return ["Enabled, but ", link(unmounted[0]), " is not granted the output folder ({output}): approve it on its page, or it cannot read the files."];
+  return [`Enabled: ${running.map((p) => p.id).join(", ")} copies each new output.`];
+}
+
 async function outputs(main) {
-  const o = await api("GET", "/outputs");
+  const [o, list] = await Promise.all([api("GET", "/outputs"), api("GET", "/plugins").catch(() => [])]);
   const b = o.backlog ?? {};
   main.replaceChildren(h("h2", {}, "Output sync"),
     h("div", { class: "panel", id: "outputs-backlog" },
-      h("p", {}, o.active ? badge("enabled") : badge("disabled"), ` output folder ${o.output_dir ?? "—"}`),
+      h("p", { id: "outputs-state" }, o.active ? badge("enabled") : badge("disabled"), " ", ...outputsReason(o, list)),
+      h("p", { class: "muted" }, `output folder ${o.output_dir ?? "—"}`),
       h("p", {}, `backlog: ${b.pending ?? 0} pending, ${b.retrying ?? 0} retrying${b.oldest_pending_ms ? ` (oldest ${fmtMs(b.oldest_pending_ms)})` : ""} · ${b.done ?? 0} synced · ${b.gone ?? 0} gone`),
       h("p", {}, o.mirror_active
         ? `mirror deletion on (cap ${o.removal_cap} per pass): ${b.removing ?? 0} being taken back · ${b.removed ?? 0} taken back`
@@ -809,14 +998,14 @@ async function outputs(main) {
           "Their destination copies are kept until you release them. If the output folder is an unmounted or wiped volume, fix that instead."),
         h("ul", {}, o.removals_held.sample.map((f) => h("li", { class: "mono" }, f))),
         h("button", { id: "release-removals", onclick: async () => {
-          if (!confirm(`Delete the destination copies of ${o.removals_held.count} outputs?`)) return;
+          if (!await confirmDialog("Delete destination copies?", `The destination copies of ${o.removals_held.count} outputs are deleted.`, "Delete them")) return;
           await api("POST", "/outputs/removals/release");
           await outputs(main);
         } }, `Delete ${o.removals_held.count} destination copies`)) : null,
       h("p", { class: "muted" }, `last full pass ${fmtMs(o.last_full_pass_ms)}`)),
     h("div", { class: "panel" }, h("table", { id: "outputs-table" },
       h("thead", {}, h("tr", {}, ["Plugin", "Synced", "Skipped", "Taken back", "Retries", "Failures", "Last success", "Last error", "Output folder"].map((t) => h("th", {}, t)))),
-      h("tbody", {}, (o.plugins ?? []).map((p) => h("tr", {}, h("td", {}, p.plugin_id), h("td", {}, p.synced), h("td", {}, p.skipped), h("td", {}, `${p.removed ?? 0} (kept ${p.kept ?? 0})`), h("td", {}, p.retries), h("td", {}, p.failures),
+      h("tbody", {}, (o.plugins ?? []).length === 0 ? emptyRow(9, "Nothing synced yet. Once an output-sync plugin runs, each one shows here with what it copied, retried and failed.") : (o.plugins ?? []).map((p) => h("tr", {}, h("td", {}, p.plugin_id), h("td", {}, p.synced), h("td", {}, p.skipped), h("td", {}, `${p.removed ?? 0} (kept ${p.kept ?? 0})`), h("td", {}, p.retries), h("td", {}, p.failures),
         h("td", {}, p.last_success_ms ? `${fmtMs(p.last_success_ms)} → ${p.last_synced_to ?? ""}` : "—"),
         h("td", { class: "error-text" }, p.last_error ? `${p.last_error.type}: ${p.last_error.message}` : ""),
         h("td", {}, p.output_mounted ? badge("granted") : badge("pending"))))))));
@@ -828,8 +1017,9 @@ async function activity(main) {
   const list = await api("GET", "/activity?limit=300");
   main.replaceChildren(h("h2", {}, "Activity"), h("div", { class: "panel" }, h("table", { id: "activity-table" },
     h("thead", {}, h("tr", {}, ["When", "Who", "What", "Target", "Detail"].map((t) => h("th", {}, t)))),
-    h("tbody", {}, list.map((a) => h("tr", {}, h("td", {}, fmtMs(a.ts_ms)), h("td", {}, a.actor), h("td", {}, a.action), h("td", {}, a.target),
-      h("td", { class: "mono" }, JSON.stringify(a.detail))))))));
+    h("tbody", {}, list.length === 0 ? emptyRow(5, "Nothing yet. Admin actions (installs, grants, configuration, restarts, cancellations) and plugins switching on are recorded here with who and when.")
+      : list.map((a) => h("tr", {}, h("td", {}, fmtMs(a.ts_ms)), h("td", {}, a.actor), h("td", {}, a.action), h("td", {}, a.target),
+        h("td", {}, a.detail && Object.keys(a.detail).length ? details(a.detail, "Detail") : null)))))));
 }
 
 // ----- boot -------------------------------------------------------------------------------------

@@ -81,6 +81,19 @@ if [ "$(python3 -c 'import importlib.metadata as m; print(m.version("comfyui-fro
   python3 -m pip install --user --quiet --disable-pip-version-check "comfyui-frontend-package==$FRONTEND_VERSION"
 fi
 export COMFYHOST_REQUIRE_BROWSER=1
+# axe-core (npm) for the dashboard's accessibility run, pinned, unpacked beside the build outputs.
+AXE_VERSION=4.11.0
+AXE_DIR=$TARGET_DIR/axe-core-$AXE_VERSION
+if [ ! -s "$AXE_DIR/package/axe.min.js" ]; then
+  mkdir -p "$AXE_DIR"
+  if command -v npm >/dev/null 2>&1; then
+    (cd "$AXE_DIR" && npm pack --silent "axe-core@$AXE_VERSION" >/dev/null)
+  else
+    curl -fsSL -o "$AXE_DIR/axe-core-$AXE_VERSION.tgz" "https://registry.npmjs.org/axe-core/-/axe-core-$AXE_VERSION.tgz"
+  fi
+  tar -xzf "$AXE_DIR/axe-core-$AXE_VERSION.tgz" -C "$AXE_DIR"
+fi
+export COMFYHOST_AXE_JS=$AXE_DIR/package/axe.min.js
 
 step "first-party plugins signed with a key generated for the build (or COMFYHOST_SIGNING_KEY)"
 cargo build --workspace --bins

@@ -174,7 +174,11 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         &args,
         &supervisor,
         interceptor.clone(),
-        vec![Arc::new(overlay.clone()), Arc::new(executed)],
+        vec![
+            Arc::new(overlay.clone()),
+            Arc::new(executed),
+            Arc::new(crate::jobs_start_tap::JobStartTap(jobs.clone())),
+        ],
     )?;
     overlay.set_proxy(proxy.clone());
     machine.set_proxy(proxy.clone());

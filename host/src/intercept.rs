@@ -103,14 +103,23 @@ impl PluginInterceptor {
         let span = tracing::info_span!("prompt", prompt_id = %prompt_id,
             user = user.as_ref().map_or("-", |u| u.id.as_str()));
         let client_id = request.client_id.clone();
+        let user_id = user.as_ref().map(|u| u.id.clone());
+        let mut applied = Vec::new();
         let outcome = self
-            .run_chains(request, &prompt_id, user)
+            .run_chains(request, &prompt_id, user, &mut applied)
             .instrument(span)
             .await;
         if outcome.refused_by_host
             && let PromptDecision::Respond { body, .. } = &outcome.decision
         {
-            self.jobs.refused(&prompt_id, client_id.as_deref(), body);
+            self.jobs
+                .refused(&prompt_id, client_id.as_deref(), user_id.as_deref(), body);
+        }
+        // What prompt-transform plugins changed, kept in the job record (the WIT's promise).
+        if !applied.is_empty()
+            && let Ok(notes) = serde_json::to_value(&applied)
+        {
+            self.jobs.transform_notes(&prompt_id, &notes);
         }
         outcome.decision
     }
@@ -120,6 +129,7 @@ impl PluginInterceptor {
         mut request: PromptRequest,
         prompt_id: &str,
         user: Option<User>,
+        applied_transforms: &mut Vec<comfyhost_runtime::registry::AppliedTransform>,
     ) -> Outcome {
         let mut submission = Submission {
             prompt_id: prompt_id.to_string(),
@@ -145,6 +155,7 @@ impl PluginInterceptor {
                     if !applied.is_empty() {
                         tracing::info!(plugins = ?applied, "workflow rewritten by plugins");
                         original = Some(std::mem::replace(&mut submission.workflow, workflow));
+                        *applied_transforms = applied;
                     }
                 }
                 Err(e) => return Outcome::refused(chain_refusal(&e)),

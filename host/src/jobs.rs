@@ -119,6 +119,7 @@ fn record(prompt_id: &str, client_id: Option<&str>, status: &str, submitted_ms: 
         error_json: None,
         workflow_json: None,
         original_workflow_json: None,
+        transform_notes_json: None,
     }
 }
 
@@ -273,15 +274,98 @@ impl JobTracker {
             .remove(prompt_id)
             .and_then(|j| j.client_id);
         let error = json!({"type": kind, "answer": answer});
-        self.end_rejected(prompt_id, client_id.as_deref(), None, &error);
+        self.end_rejected(prompt_id, client_id.as_deref(), None, None, &error);
         if let Some(overlay) = self.inner.overlay.get() {
             overlay.host_rejected(prompt_id, &rejection_message(answer));
         }
     }
 
     /// A prompt refused by the host (plugin rejection or failure); never reaches ComfyUI.
-    pub fn refused(&self, prompt_id: &str, client_id: Option<&str>, error: &Value) {
-        self.end_rejected(prompt_id, client_id, Some("reject"), error);
+    /// `user_id` is whoever sent it (when a token came with it).
+    pub fn refused(
+        &self,
+        prompt_id: &str,
+        client_id: Option<&str>,
+        user_id: Option<&str>,
+        error: &Value,
+    ) {
+        self.end_rejected(prompt_id, client_id, user_id, Some("reject"), error);
+    }
+
+    /// What prompt-transform plugins changed in a job (`[{"plugin_id", "notes"}]`), kept in
+    /// its record for the dashboard.
+    pub fn transform_notes(&self, prompt_id: &str, notes: &Value) {
+        match self
+            .inner
+            .store
+            .set_job_transform_notes(prompt_id, &notes.to_string())
+        {
+            Ok(true) => {}
+            Ok(false) => tracing::debug!(prompt_id, "transform notes for a job not recorded"),
+            Err(e) => tracing::error!(prompt_id, error = %e, "cannot record transform notes"),
+        }
+    }
+
+    /// ComfyUI announced that it started a local job (`execution_start` on a browser socket,
+    /// `at_ms` its timestamp): its start is recorded then, so "waited" and "ran" are known
+    /// even for a job that ran between two polls.
+    pub fn started(&self, prompt_id: &str, at_ms: i64) {
+        // Held while writing: a poll that ends the job takes it out of the map first, so a
+        // late start never overwrites the job's end.
+        let mut map = self.inner.in_flight.lock();
+        let Some(job) = map.get_mut(prompt_id) else {
+            return;
+        };
+        if job.running {
+            return;
+        }
+        job.running = true;
+        let record = JobRecord {
+            started_ms: Some(at_ms),
+            ..record(
+                prompt_id,
+                job.client_id.as_deref(),
+                "running",
+                job.submitted_ms,
+            )
+        };
+        if let Err(e) = self.inner.store.upsert_job(&record) {
+            tracing::error!(prompt_id, error = %e, "cannot record job start");
+        }
+    }
+
+    /// An admin cancels a local job: a queued one is deleted from ComfyUI's queue (and ends
+    /// `cancelled`), a running one is interrupted (and ends `interrupted`). `Ok(None)` when
+    /// the job is not a local job in flight; otherwise what was done.
+    pub async fn cancel_local(&self, prompt_id: &str) -> anyhow::Result<Option<&'static str>> {
+        let running = match self.inner.in_flight.lock().get(prompt_id) {
+            Some(job) => job.running,
+            None => return Ok(None),
+        };
+        let (path, body, done) = if running {
+            ("interrupt", json!({"prompt_id": prompt_id}), "interrupted")
+        } else {
+            (
+                "queue",
+                json!({"delete": [prompt_id]}),
+                "deleted from the queue",
+            )
+        };
+        let url = format!("{}/{path}", self.inner.upstream);
+        self.inner
+            .http
+            .post(url)
+            .json(&body)
+            .send()
+            .await?
+            .error_for_status()?;
+        if !running {
+            self.cancel_requested(
+                &[prompt_id.to_string()],
+                "cancelled by an admin from the dashboard",
+            );
+        }
+        Ok(Some(done))
     }
 
     /// Records a job that ends `rejected` now, before it ever ran.
@@ -289,6 +373,7 @@ impl JobTracker {
         &self,
         prompt_id: &str,
         client_id: Option<&str>,
+        user_id: Option<&str>,
         route: Option<&str>,
         error: &Value,
     ) {
@@ -296,6 +381,7 @@ impl JobTracker {
         let now = now_ms();
         let record = JobRecord {
             route: route.map(str::to_owned),
+            user_id: user_id.map(str::to_owned),
             finished_ms: Some(now),
             error_json: Some(error.to_string()),
             ..record(prompt_id, client_id, "rejected", now)

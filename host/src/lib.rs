@@ -14,6 +14,7 @@ pub mod gpu_cli;
 pub mod gpu_confirm;
 pub mod intercept;
 pub mod jobs;
+pub mod jobs_start_tap;
 pub mod machine;
 pub mod metrics;
 pub mod models;

@@ -1,10 +1,13 @@
 //! Browser end-to-end for the admin dashboard in headless Chromium, against the real
 //! `comfyhost` binary: sign in, toggle a plugin and see the effect on the proxied ComfyUI,
 //! approve a capability, change a config and see it validated, restart ComfyUI and watch its
-//! state change; a screenshot of every page is kept under `target/test-artifacts/`.
+//! state change; a screenshot of every page in its empty state and after use is kept under
+//! `target/test-artifacts/` (`dashboard-<page>-empty.png`, `dashboard-<page>-used.png`), and
+//! axe-core checks every page for serious contrast violations (WCAG AA).
 
 use std::time::Duration;
 
+use crate::support::axe;
 use crate::support::browser::{self, Browser};
 use crate::support::wasm::{build_component, workspace_root};
 use crate::support::{ADMIN_TOKEN, Host, empty_image_workflow};
@@ -56,6 +59,71 @@ async fn submit(host: &Host) -> u16 {
         .expect("submit")
         .status()
         .as_u16()
+}
+
+async fn submit_as_admin(host: &Host) -> u16 {
+    Host::client()
+        .post(host.url("/prompt"))
+        .bearer_auth(ADMIN_TOKEN)
+        .json(&json!({"prompt": empty_image_workflow("dash"), "client_id": "dash"}))
+        .send()
+        .await
+        .expect("submit")
+        .status()
+        .as_u16()
+}
+
+/// Every page the dashboard has, with what shows that it has rendered.
+const PAGES: &[(&str, &str)] = &[
+    (
+        "plugins",
+        "!!document.querySelector('#plugins-table tr[data-plugin=\"node-limit\"]')",
+    ),
+    ("install", "!!document.getElementById('install-form')"),
+    (
+        "comfyui",
+        "document.getElementById('comfy-state')?.innerText === 'ready'",
+    ),
+    (
+        "system",
+        "document.querySelectorAll('#volumes tbody tr').length >= 1",
+    ),
+    ("gpu", "!!document.getElementById('gpu-summary')"),
+    ("jobs", "!!document.querySelector('#jobs-table tbody tr')"),
+    (
+        "backends",
+        "document.querySelector('main h2')?.innerText === 'Remote backends'",
+    ),
+    (
+        "models",
+        "!!document.getElementById('resolve-form') && !!document.getElementById('downloads')",
+    ),
+    ("outputs", "!!document.getElementById('outputs-state')"),
+    ("users", "!!document.getElementById('users-table')"),
+    (
+        "activity",
+        "!!document.querySelector('#activity-table tbody tr')",
+    ),
+];
+
+/// Visits every page: a screenshot named by page and `phase`, and axe-core's serious
+/// violations (when axe-core is there) collected as `(page, phase, violation)`.
+async fn tour(
+    b: &mut Browser,
+    host: &Host,
+    phase: &str,
+    axe_js: Option<&str>,
+    found: &mut Vec<(String, String, Value)>,
+) {
+    for (page, ready) in PAGES {
+        open(b, host, page, ready).await;
+        b.screenshot(&format!("dashboard-{page}-{phase}.png")).await;
+        if let Some(js) = axe_js {
+            for v in axe::serious_violations(b, js).await {
+                found.push((page.to_string(), phase.to_string(), v));
+            }
+        }
+    }
 }
 
 async fn open(b: &mut Browser, host: &Host, page: &str, ready: &str) {
@@ -115,6 +183,77 @@ async fn an_admin_runs_the_workshop_from_the_dashboard() {
     .await;
     b.screenshot("dashboard-plugins.png").await;
 
+    // Every page before any use: screenshots, axe, and the empty states say what will appear.
+    let axe_js = axe::source();
+    let mut violations = Vec::new();
+    tour(&mut b, &host, "empty", axe_js.as_deref(), &mut violations).await;
+    open(
+        &mut b,
+        &host,
+        "plugins",
+        "document.getElementById('plugins-summary')?.innerText.startsWith('2 plugins: 1 running, 1 waiting for your approval')",
+    )
+    .await;
+    open(
+        &mut b,
+        &host,
+        "jobs",
+        "document.querySelector('#jobs-table td.empty-state')?.innerText.includes('No jobs yet')",
+    )
+    .await;
+    open(
+        &mut b,
+        &host,
+        "outputs",
+        "document.getElementById('outputs-state')?.innerText.includes('no output-sync plugin is installed')",
+    )
+    .await;
+    // The GPU page in plain words first; the raw detection errors behind "Details".
+    let report = host.admin_get("/comfyhost/api/gpu").await;
+    if report["inventory"]["gpus"]
+        .as_array()
+        .is_some_and(Vec::is_empty)
+    {
+        open(
+            &mut b,
+            &host,
+            "gpu",
+            "!!document.getElementById('gpu-summary')",
+        )
+        .await;
+        let seen = b
+            .eval(
+                "(() => { const s = document.getElementById('gpu-summary'); const d = s.querySelector('details'); \
+                 return { summary: s.innerText, closed: !!d && !d.open, raw: d?.textContent ?? '', \
+                          page: document.querySelector('main').innerText, \
+                          confirmation: document.getElementById('confirmation')?.innerText ?? null }; })()",
+            )
+            .await;
+        let summary = seen["summary"].as_str().unwrap_or_default();
+        assert!(
+            summary.starts_with("No NVIDIA GPU found: ComfyUI runs on the CPU (slow)."),
+            "{seen:#}"
+        );
+        assert_eq!(seen["closed"], true, "{seen:#}");
+        let page = seen["page"].as_str().unwrap_or_default();
+        for raw in ["libnvidia-ml", "os error", "No such file"] {
+            assert!(!page.contains(raw), "raw error {raw:?} shown: {page}");
+        }
+        assert!(!page.contains("reports quad attention"), "{page}");
+        if let Some(c) = seen["confirmation"].as_str() {
+            assert!(
+                c.starts_with("Confirmed by ComfyUI's log: ComfyUI runs on the CPU")
+                    || c.starts_with("Waiting"),
+                "{c}"
+            );
+        }
+        b.screenshot("dashboard-gpu-no-gpu.png").await;
+    } else {
+        eprintln!(
+            "GPU detection is off or found a GPU here: the no-GPU texts are checked on machines without one"
+        );
+    }
+
     // Config: refused when invalid (the schema says minimum 1), then saved; the limit bites.
     open(
         &mut b,
@@ -152,6 +291,11 @@ async fn an_admin_runs_the_workshop_from_the_dashboard() {
         submit(&host).await,
         400,
         "the new limit rejects a 2-node workflow"
+    );
+    assert_eq!(
+        submit_as_admin(&host).await,
+        400,
+        "refused, and recorded with who sent it"
     );
 
     // Toggle off in the dashboard: the limit is fail-closed, so prompts are refused (never let
@@ -201,6 +345,21 @@ async fn an_admin_runs_the_workshop_from_the_dashboard() {
     .await;
     b.screenshot("dashboard-comfyui.png").await;
     b.click("#comfy-restart").await;
+    // Confirmed in the page first, naming what it interrupts.
+    let text = b
+        .wait_for(
+            "the restart confirmation",
+            "document.getElementById('confirm-text')?.innerText",
+            Duration::from_secs(10),
+        )
+        .await;
+    let text = text.as_str().unwrap_or_default();
+    assert!(
+        text.contains("No job is running or queued") || text.contains("will be interrupted"),
+        "{text}"
+    );
+    b.screenshot("dashboard-comfyui-restart-confirm.png").await;
+    b.click("#confirm-yes").await;
     b.wait_for(
         "the restart's steps",
         "!!document.querySelector('#comfy-events li[data-state=\"starting\"]')",
@@ -220,35 +379,53 @@ async fn an_admin_runs_the_workshop_from_the_dashboard() {
     )
     .await;
 
-    // Every other page renders.
-    for (page, ready) in [
-        (
-            "gpu",
-            "!!document.getElementById('decision') || document.querySelector('main')?.innerText.includes('GPU')",
-        ),
-        (
-            "jobs",
-            "document.querySelectorAll('#jobs-table tbody tr').length >= 3",
-        ),
-        ("install", "!!document.getElementById('install-form')"),
-        ("users", "!!document.getElementById('users-table')"),
-        (
-            "models",
-            "!!document.getElementById('resolve-form') && !!document.getElementById('downloads')",
-        ),
-        ("outputs", "!!document.getElementById('outputs-backlog')"),
-        (
-            "backends",
-            "document.querySelector('main h2')?.innerText === 'Remote backends'",
-        ),
-        (
-            "activity",
-            "document.querySelector('#activity-table')?.innerText.includes('comfyui.restart')",
-        ),
-    ] {
-        open(&mut b, &host, page, ready).await;
-        b.screenshot(&format!("dashboard-{page}.png")).await;
+    // Every page after use.
+    tour(&mut b, &host, "used", axe_js.as_deref(), &mut violations).await;
+    open(
+        &mut b,
+        &host,
+        "activity",
+        "document.querySelector('#activity-table')?.innerText.includes('comfyui.restart')",
+    )
+    .await;
+    // Jobs: who sent a refused prompt, a readable error (no raw JSON), the waited and ran
+    // times of one that ran, a link to its outputs.
+    open(
+        &mut b,
+        &host,
+        "jobs",
+        "!!document.querySelector('#jobs-table tbody tr[data-job]')",
+    )
+    .await;
+    let jobs = b
+        .wait_for(
+            "the jobs",
+            "(() => { const rows = [...document.querySelectorAll('#jobs-table tbody tr[data-job]')]; \
+             return rows.length >= 4 && rows.map(r => ({ status: r.dataset.status, user: r.cells[1].innerText, \
+               route: r.cells[2].innerText, waited: r.querySelector('.waited').innerText, ran: r.querySelector('.ran').innerText, \
+               error: r.querySelector('.job-error')?.innerText ?? '', outputs: !!r.querySelector('a.job-outputs') })); })()",
+            Duration::from_secs(20),
+        )
+        .await;
+    let rows = jobs.as_array().expect("rows");
+    let refused: Vec<&Value> = rows.iter().filter(|r| r["status"] == "rejected").collect();
+    assert!(
+        refused
+            .iter()
+            .any(|r| r["user"] == "admin" && r["route"] == "refused by the host"),
+        "{jobs:#}"
+    );
+    for r in &refused {
+        let e = r["error"].as_str().unwrap_or_default();
+        assert!(!e.is_empty() && !e.contains('{'), "readable error: {r}");
     }
+    let ok = rows
+        .iter()
+        .find(|r| r["status"] == "succeeded")
+        .expect("a succeeded job");
+    assert_eq!(ok["outputs"], true, "{ok}");
+    assert!(ok["waited"].as_str().unwrap_or("—").ends_with(" s"), "{ok}");
+    assert!(ok["ran"].as_str().unwrap_or("—").ends_with(" s"), "{ok}");
 
     // The System page: tiles with charts, the volumes, the low-disk threshold; the ComfyUI
     // page shows its process's memory.
@@ -298,6 +475,18 @@ async fn an_admin_runs_the_workshop_from_the_dashboard() {
     assert_eq!(r.status(), 200);
     let ours: Vec<&String> = b.errors.iter().filter(|e| !e.contains("favicon")).collect();
     assert!(ours.is_empty(), "page errors: {ours:?}");
+    // WCAG AA: no serious or critical violation on any page, before or after use.
+    for (page, phase, v) in &violations {
+        eprintln!("axe: {page} ({phase}): {v}");
+    }
+    let contrast: Vec<_> = violations
+        .iter()
+        .filter(|(_, _, v)| v["id"] == "color-contrast")
+        .collect();
+    assert!(contrast.is_empty(), "contrast violations: {contrast:#?}");
+    // The pages of app.js (Users has its own owner) have none of any kind either.
+    let ours: Vec<_> = violations.iter().filter(|(p, _, _)| p != "users").collect();
+    assert!(ours.is_empty(), "accessibility violations: {ours:#?}");
 }
 
 /// prompt-enhance as shipped (optional LLM capabilities, a nullable `llm` object, styles).
@@ -411,6 +600,82 @@ async fn the_prompt_enhance_form_saves_as_shown_and_refuses_a_misspelled_style()
         .await["config"]
         .clone();
     assert_eq!(cfg["user_styles"], json!({}), "nothing saved: {cfg:#}");
+    let ours: Vec<&String> = b.errors.iter().filter(|e| !e.contains("favicon")).collect();
+    assert!(ours.is_empty(), "page errors: {ours:?}");
+}
+
+/// The Outputs page says why output sync does not run, in the plugin table's terms: waiting
+/// for approval while the table says so, then enabled but with no destination configured.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_outputs_page_says_why_sync_does_not_run() {
+    let Some(pre) = browser::prereqs() else {
+        return;
+    };
+    let tmp = tempfile::tempdir().expect("tmp");
+    let dir = crate::support::wasm::first_party_plugin("output-sync", tmp.path());
+    let host = Host::builder().plugin_dir(dir).start().await;
+    let mut b = Browser::launch(&pre.chromium).await;
+    b.navigate(&host.url("/comfyhost/")).await;
+    b.wait_for(
+        "the sign-in form",
+        "!!document.getElementById('login')",
+        Duration::from_secs(20),
+    )
+    .await;
+    b.eval(&format!("document.getElementById('token').value = '{ADMIN_TOKEN}'; document.getElementById('login').requestSubmit(); true")).await;
+    b.wait_for(
+        "the plugins table",
+        "document.querySelector('#plugins-table tr[data-plugin=\"output-sync\"]')?.innerText.includes('needs_approval')",
+        Duration::from_secs(20),
+    )
+    .await;
+    open(
+        &mut b,
+        &host,
+        "outputs",
+        "document.getElementById('outputs-state')?.innerText.includes('output-sync is enabled in the table but waits for you to approve')",
+    )
+    .await;
+    b.screenshot("dashboard-outputs-needs-approval.png").await;
+
+    // Everything it asks for granted, no destination yet.
+    let info = host.admin_get("/comfyhost/api/plugins/output-sync").await;
+    let mut grants = json!({"http": [], "dirs": [], "secrets": [], "code_sha256": info["sha256"]});
+    for cap in info["requested"].as_array().cloned().unwrap_or_default() {
+        let (list, item) = match cap["kind"].as_str() {
+            Some("http") => ("http", cap["origin"].clone()),
+            Some("secret") => ("secrets", cap["name"].clone()),
+            Some("dir") => (
+                "dirs",
+                json!({"path": cap["path"], "guest": cap["guest"], "access": cap["access"]}),
+            ),
+            other => panic!("unknown capability {other:?}"),
+        };
+        grants[list].as_array_mut().expect("list").push(item);
+    }
+    let r = Host::client()
+        .put(host.url("/comfyhost/api/plugins/output-sync/grants"))
+        .bearer_auth(ADMIN_TOKEN)
+        .json(&grants)
+        .send()
+        .await
+        .expect("grants");
+    assert_eq!(r.status(), 200, "{:?}", r.text().await);
+    open(
+        &mut b,
+        &host,
+        "plugins",
+        "!!document.getElementById('plugins-table')",
+    )
+    .await;
+    open(
+        &mut b,
+        &host,
+        "outputs",
+        "document.getElementById('outputs-state')?.innerText.includes('has no destination configured')",
+    )
+    .await;
+    b.screenshot("dashboard-outputs-no-destination.png").await;
     let ours: Vec<&String> = b.errors.iter().filter(|e| !e.contains("favicon")).collect();
     assert!(ours.is_empty(), "page errors: {ours:?}");
 }

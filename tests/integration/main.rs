@@ -9,6 +9,7 @@ mod browser_dashboard;
 mod browser_overlay;
 mod browser_trust;
 mod dashboard_auth;
+mod dashboard_jobs;
 mod docker_entrypoint;
 mod honest_failures;
 mod host_plugins;

@@ -1,4 +1,6 @@
-//! Jobs: what was submitted, where it ran, how it ended.
+//! Jobs: what was submitted, where it ran, how it ended; an admin cancels any job in flight
+//! (`POST /jobs/{prompt_id}/cancel`: local ones are deleted from ComfyUI's queue or
+//! interrupted, remote ones cancelled on their backend).
 
 use axum::Json;
 use axum::extract::{Path, Query, State};
@@ -14,6 +16,40 @@ pub fn routes() -> Routes<AppState> {
         .get("/jobs", list)
         .get("/jobs/events", events)
         .get("/jobs/{prompt_id}", one)
+        .post("/jobs/{prompt_id}/cancel", cancel)
+}
+
+async fn cancel(
+    State(s): State<AppState>,
+    headers: axum::http::HeaderMap,
+    Path(prompt_id): Path<String>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let done = if s.remote.cancel(&prompt_id).await {
+        "cancelled on its backend"
+    } else {
+        match s.jobs.cancel_local(&prompt_id).await {
+            Ok(Some(done)) => done,
+            Ok(None) => {
+                return Err(ApiError::Conflict(format!(
+                    "job {prompt_id} is not queued or running (it has ended, or is not this host's)"
+                )));
+            }
+            Err(e) => {
+                return Err(ApiError::Internal(format!(
+                    "ComfyUI did not take the cancellation of {prompt_id}: {e:#}"
+                )));
+            }
+        }
+    };
+    s.activity(
+        &s.actor(&headers),
+        "job.cancel",
+        &prompt_id,
+        serde_json::json!({ "done": done }),
+    );
+    Ok(Json(
+        serde_json::json!({ "prompt_id": prompt_id, "done": done }),
+    ))
 }
 
 #[derive(Deserialize)]

@@ -2,6 +2,7 @@
 //! data directory and the embedded ComfyUI simulator, and talks to it over HTTP and WebSocket.
 #![allow(dead_code)]
 
+pub mod axe;
 pub mod browser;
 pub mod fake_openai;
 pub mod range_server;

@@ -205,7 +205,15 @@ impl Confirmer {
                 self.state.observed = Some(observed);
                 if self.matches(observed) {
                     self.state.status = ConfirmationStatus::Confirmed;
-                    self.state.detail = format!("ComfyUI reports {observed} attention");
+                    self.state.detail = if self.expected == AttentionChoice::Cpu {
+                        // Said in the decision's terms: a CPU decision is confirmed by ComfyUI's
+                        // CPU attention, not "confirmed — quad attention" next to `cpu`.
+                        format!(
+                            "ComfyUI runs on the CPU, as decided (its log names {observed} attention, the one it uses on the CPU)"
+                        )
+                    } else {
+                        format!("ComfyUI reports {observed} attention, as decided")
+                    };
                     Some(ConfirmEvent::Confirmed(observed))
                 } else {
                     self.state.status = ConfirmationStatus::Mismatch;

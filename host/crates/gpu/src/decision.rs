@@ -291,12 +291,8 @@ pub fn decide(
     // --- CPU mode -------------------------------------------------------------------------
     let cpu_reason = match (gpu, device) {
         (None, DeviceSelection::Hidden) => Some("CUDA_VISIBLE_DEVICES hides every GPU".to_owned()),
-        (None, _) if inventory.gpus.is_empty() => Some(
-            inventory
-                .error
-                .clone()
-                .unwrap_or_else(|| "no NVIDIA GPU detected".to_owned()),
-        ),
+        // The raw NVML / nvidia-smi errors stay in the inventory (shown once, as details).
+        (None, _) if inventory.gpus.is_empty() => Some("no NVIDIA GPU found".to_owned()),
         (None, sel) => Some(format!("selected GPU {sel:?} is not in the inventory")),
         (Some(_), _) => match probe {
             Some(p) if p.torch_version.is_some() && p.torch_cuda.is_none() => Some(format!(

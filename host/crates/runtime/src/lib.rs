@@ -22,6 +22,7 @@ pub mod grants;
 pub mod hooks;
 pub mod limits;
 pub mod manifest;
+pub mod readable;
 pub mod registry;
 pub mod sandbox;
 pub mod signing;

@@ -1531,6 +1531,14 @@ impl PluginRegistry {
             (h.breaker.state(Instant::now()), h.stats.snapshot())
         };
         let m = &cur.manifest;
+        // One lock for both (a guard in the struct literal would live to its end).
+        let (previous_version, previous_sha256) =
+            slot.previous.lock().as_ref().map_or((None, None), |p| {
+                (
+                    Some(p.manifest.version.to_string()),
+                    Some(p.sha256().to_owned()),
+                )
+            });
         Ok(PluginInfo {
             id: slot.id.clone(),
             name: m.name.clone(),
@@ -1549,11 +1557,8 @@ impl PluginRegistry {
             last_error: breaker.last_error.clone(),
             breaker: Some(breaker),
             stats,
-            previous_version: slot
-                .previous
-                .lock()
-                .as_ref()
-                .map(|p| p.manifest.version.to_string()),
+            previous_version,
+            previous_sha256,
             config: cur.config.as_ref().ok().cloned(),
             config_schema: cur.schema.as_ref().map(|s| s.schema().clone()),
             dir: cur.dir.clone(),

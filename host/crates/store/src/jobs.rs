@@ -23,9 +23,12 @@ pub struct JobRecord {
     pub error_json: Option<String>,
     pub workflow_json: Option<String>,
     pub original_workflow_json: Option<String>,
+    /// What prompt-transform plugins changed: `[{"plugin_id", "notes": [...]}]` (migration 6).
+    #[serde(default)]
+    pub transform_notes_json: Option<String>,
 }
 
-const COLUMNS: &str = "prompt_id, client_id, user_id, route, backend, status, submitted_ms, started_ms, finished_ms, error_json, workflow_json, original_workflow_json";
+const COLUMNS: &str = "prompt_id, client_id, user_id, route, backend, status, submitted_ms, started_ms, finished_ms, error_json, workflow_json, original_workflow_json, transform_notes_json";
 
 impl JobRecord {
     fn from_row(r: &Row<'_>) -> rusqlite::Result<Self> {
@@ -42,6 +45,7 @@ impl JobRecord {
             error_json: r.get(9)?,
             workflow_json: r.get(10)?,
             original_workflow_json: r.get(11)?,
+            transform_notes_json: r.get(12)?,
         })
     }
 }
@@ -96,8 +100,9 @@ impl Store {
         let original_workflow_json = kept_workflow(job.original_workflow_json.as_deref());
         self.conn().execute(
             "INSERT INTO jobs (prompt_id, client_id, user_id, route, backend, status, submitted_ms,
-                               started_ms, finished_ms, error_json, workflow_json, original_workflow_json)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)
+                               started_ms, finished_ms, error_json, workflow_json, original_workflow_json,
+                               transform_notes_json)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)
              ON CONFLICT(prompt_id) DO UPDATE SET
                 client_id = COALESCE(excluded.client_id, jobs.client_id),
                 user_id = COALESCE(excluded.user_id, jobs.user_id),
@@ -108,7 +113,8 @@ impl Store {
                 finished_ms = COALESCE(excluded.finished_ms, jobs.finished_ms),
                 error_json = COALESCE(excluded.error_json, jobs.error_json),
                 workflow_json = COALESCE(excluded.workflow_json, jobs.workflow_json),
-                original_workflow_json = COALESCE(excluded.original_workflow_json, jobs.original_workflow_json)",
+                original_workflow_json = COALESCE(excluded.original_workflow_json, jobs.original_workflow_json),
+                transform_notes_json = COALESCE(excluded.transform_notes_json, jobs.transform_notes_json)",
             params![
                 job.prompt_id,
                 job.client_id,
@@ -121,10 +127,25 @@ impl Store {
                 job.finished_ms,
                 job.error_json,
                 workflow_json,
-                original_workflow_json
+                original_workflow_json,
+                job.transform_notes_json
             ],
         )?;
         Ok(())
+    }
+
+    /// Records what prompt-transform plugins changed in a job (`notes_json`, a JSON array).
+    /// Returns whether the job existed.
+    pub fn set_job_transform_notes(
+        &self,
+        prompt_id: &str,
+        notes_json: &str,
+    ) -> Result<bool, StoreError> {
+        let n = self.conn().execute(
+            "UPDATE jobs SET transform_notes_json = ?2 WHERE prompt_id = ?1",
+            params![prompt_id, notes_json],
+        )?;
+        Ok(n > 0)
     }
 
     /// Deletes job records past `retention` (by submission time, then by count). Returns how
@@ -210,6 +231,32 @@ mod tests {
         assert_eq!(j.workflow_json.as_deref(), Some("{}"));
         assert_eq!((j.started_ms, j.finished_ms), (Some(110), Some(200)));
         assert!(s.job("nope").unwrap().is_none());
+    }
+
+    #[test]
+    fn transform_notes_are_kept_with_the_job() {
+        let s = Store::open_in_memory().unwrap();
+        s.upsert_job(&JobRecord {
+            prompt_id: "p1".into(),
+            status: "queued".into(),
+            submitted_ms: 1,
+            ..Default::default()
+        })
+        .unwrap();
+        let notes = r#"[{"plugin_id":"prompt-enhance","notes":["style cinematic"]}]"#;
+        assert!(s.set_job_transform_notes("p1", notes).unwrap());
+        assert!(!s.set_job_transform_notes("nope", notes).unwrap());
+        // A later partial update keeps them.
+        s.upsert_job(&JobRecord {
+            prompt_id: "p1".into(),
+            status: "succeeded".into(),
+            submitted_ms: 2,
+            ..Default::default()
+        })
+        .unwrap();
+        let j = s.job("p1").unwrap().unwrap();
+        assert_eq!(j.transform_notes_json.as_deref(), Some(notes));
+        assert_eq!(s.recent_jobs(None, 1).unwrap()[0], j);
     }
 
     #[test]

@@ -138,6 +138,12 @@ CREATE TABLE shadow_decisions (
 CREATE INDEX shadow_decisions_plugin ON shadow_decisions (plugin_id, seq);
 "#,
     ),
+    (
+        6,
+        r#"
+ALTER TABLE jobs ADD COLUMN transform_notes_json TEXT;
+"#,
+    ),
 ];
 
 /// Highest version this build knows.

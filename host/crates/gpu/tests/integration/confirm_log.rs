@@ -57,6 +57,18 @@ fn recorded_cpu_startup_confirms_cpu_mode() {
         .collect();
     assert_eq!(events, vec![ConfirmEvent::Confirmed(AttentionChoice::Quad)]);
     assert_eq!(c.confirmation().status, ConfirmationStatus::Confirmed);
+    // Said in the decision's words (issue 23, finding 1): a `cpu` decision is confirmed as CPU
+    // mode, not "ComfyUI reports quad attention" next to `cpu`.
+    let detail = &c.confirmation().detail;
+    assert!(detail.starts_with("ComfyUI runs on the CPU"), "{detail}");
+    // The raw detection errors are the inventory's (shown once); the reason says it plainly.
+    assert!(
+        d.reasons
+            .iter()
+            .any(|r| r == "CPU mode: no NVIDIA GPU found"),
+        "{:?}",
+        d.reasons
+    );
 }
 
 #[test]

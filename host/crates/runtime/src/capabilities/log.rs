@@ -219,7 +219,8 @@ impl GuestOutput {
     fn emit_line(&self, line: &[u8]) {
         let text = String::from_utf8_lossy(line);
         let text = text.trim_end_matches(['\n', '\r']);
-        if text.is_empty() {
+        // A panic's RUST_BACKTRACE hint cannot be followed inside the sandbox: not logged.
+        if text.is_empty() || crate::readable::is_backtrace_hint(text) {
             return;
         }
         emit(
@@ -294,7 +295,7 @@ mod tests {
             PluginLogLevel::Warn,
         );
         out.write_bytes(b"hello\nwor");
-        out.write_bytes(b"ld\n\npartial");
+        out.write_bytes(b"ld\n\nnote: run with `RUST_BACKTRACE=1` environment variable to display a backtrace\npartial");
         out.flush_pending();
         let msgs: Vec<_> = sink.records().into_iter().map(|r| r.message).collect();
         assert_eq!(msgs, vec!["hello", "world", "partial"]);

@@ -53,6 +53,9 @@ pub struct PluginInfo {
     pub stats: StatsSnapshot,
     pub last_error: Option<String>,
     pub previous_version: Option<String>,
+    /// The rollback target's component (tells a same-version replacement apart).
+    #[serde(default)]
+    pub previous_sha256: Option<String>,
     pub config: Option<serde_json::Value>,
     pub config_schema: Option<serde_json::Value>,
     pub dir: PathBuf,
@@ -82,6 +85,7 @@ impl PluginInfo {
             stats: StatsSnapshot::default(),
             last_error: Some(error),
             previous_version: None,
+            previous_sha256: None,
             config: None,
             config_schema: None,
             dir,

@@ -624,6 +624,31 @@ async fn rollback_restores_previous_version_in_memory_and_on_disk() {
 }
 
 #[tokio::test]
+async fn same_version_replacement_keeps_the_previous_code_for_rollback() {
+    let f = fixture();
+    let m = manifest("sv", "0.1.0", "queue-router", 1, "");
+    let one = f.reg.install(&m, b"route backend one", None).unwrap();
+    // The same files again change nothing and offer nothing to roll back to.
+    let same = f.reg.install(&m, b"route backend one", None).unwrap();
+    assert_eq!(same.previous_version, None);
+    // Same version, other code: the replaced component stays the rollback target.
+    let info = f.reg.install(&m, b"route backend two", None).unwrap();
+    assert_eq!(info.previous_version.as_deref(), Some("0.1.0"));
+    assert_eq!(info.previous_sha256.as_deref(), Some(one.sha256.as_str()));
+    assert_ne!(info.previous_sha256, Some(info.sha256.clone()));
+    assert_eq!(
+        f.reg.route(&sub(), &[]).await.unwrap().route,
+        Route::Backend("two".into())
+    );
+    let back = f.reg.rollback("sv").unwrap();
+    assert_eq!(back.version, "0.1.0");
+    assert_eq!(
+        f.reg.route(&sub(), &[]).await.unwrap().route,
+        Route::Backend("one".into())
+    );
+}
+
+#[tokio::test]
 async fn install_refuses_older_version_and_bad_input() {
     let f = fixture();
     f.reg

@@ -257,7 +257,7 @@ pub fn describe_trap(err: &wasmtime::Error) -> String {
             .take(6)
             .map(|f| {
                 f.func_name()
-                    .map(str::to_owned)
+                    .map(crate::readable::frame_name)
                     .unwrap_or_else(|| format!("func[{}]", f.func_index()))
             })
             .collect();
