@@ -194,6 +194,10 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     })
     .context("resuming remote jobs")?;
     interceptor.set_remote(remote.clone());
+    interceptor.set_isolation(crate::isolation::Isolation::new(
+        identity.clone(),
+        store.clone(),
+    ));
     plugins_setup::spawn_rescan(
         plugins.clone(),
         std::time::Duration::from_secs(args.plugins_rescan_s),
@@ -309,16 +313,32 @@ fn router(
     let prefix = args.normalized_prefix().unwrap_or_default();
     let api_path = format!("{prefix}/comfyhost/api");
     let jobs = state.jobs.clone();
+    let isolation = crate::isolation::Isolation::new(state.identity.clone(), state.store.clone());
     let proxy = comfyhost_proxy::router(proxy);
     // ComfyUI's endpoints (answered in part by the host, or proxied) are counted and timed.
-    let comfy = crate::comfy_routes::router(&prefix, remote, overlay, jobs, proxy.clone())
-        .merge(proxy)
-        .layer(axum::middleware::from_fn(
-            crate::metrics::route::track_proxy,
-        ));
+    let comfy = crate::comfy_routes::router(
+        &prefix,
+        remote,
+        overlay,
+        jobs,
+        proxy.clone(),
+        isolation.clone(),
+    )
+    .merge(proxy)
+    .layer(axum::middleware::from_fn_with_state(
+        crate::isolation::gate::Gate {
+            isolation,
+            prefix: prefix.clone(),
+        },
+        crate::isolation::gate::require_sign_in,
+    ))
+    .layer(axum::middleware::from_fn(
+        crate::metrics::route::track_proxy,
+    ));
     Router::new()
         .nest(&api_path, api::router(state))
         .merge(crate::dashboard::router(&prefix))
+        .merge(crate::isolation::gate::router(&prefix))
         .merge(crate::metrics::route::router(&prefix, metrics))
         .merge(comfy)
 }

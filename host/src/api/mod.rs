@@ -14,6 +14,7 @@ mod routes;
 mod session;
 mod system;
 mod users;
+mod workshop;
 
 use axum::Router;
 
@@ -58,6 +59,7 @@ fn admin_routes() -> Routes<AppState> {
         .merge(models::routes())
         .merge(users::routes())
         .merge(system::routes())
+        .merge(workshop::routes())
 }
 
 /// The API router (to be nested at `/comfyhost/api`).
