@@ -244,6 +244,18 @@ async fn history_one(
 
 async fn view(State(o): State<Overlay>, req: Request) -> Response {
     let subfolder = query_param(&req, "subfolder").unwrap_or_default();
+    {
+        let filename = query_param(&req, "filename").unwrap_or_default();
+        let folder_type = query_param(&req, "type").unwrap_or_else(|| "output".into());
+        if !o
+            .iso
+            .scope(req.headers())
+            .may_view(&filename, &subfolder, &folder_type)
+        {
+            // What ComfyUI answers for a file it does not have.
+            return StatusCode::NOT_FOUND.into_response();
+        }
+    }
     if !OutputCache::is_remote_subfolder(&subfolder) {
         return forward(&o, req).await;
     }

@@ -1,7 +1,7 @@
 //! Issue 18 (part A) through the real binary: two workshop users (alice, bob), an anonymous
 //! client and the admin. Each sees and controls only their own queue entries, jobs and history;
 //! interrupt, delete, clear, cancel and free act only on what the caller owns; prompt ids are
-//! unique per host; odd `POST /prompt` bodies are refused in ComfyUI's shape before ComfyUI;
+//! unique per host; another user's output images are not served by `/view`; odd `POST /prompt` bodies are refused in ComfyUI's shape before ComfyUI;
 //! `POST /history {clear|delete}` works (owner-filtered); sign-in required redirects the page
 //! and refuses anonymous API use.
 
@@ -338,6 +338,22 @@ async fn history_per_user(host: &Host) {
     assert_eq!(get(host, n, &one).await, json!({}));
     assert!(get(host, a, &one).await.get(&ha).is_some());
     assert!(get(host, admin, &one).await.get(&ha).is_some());
+    // Alice's image: hers and the admin's to view, not bob's nor an anonymous visitor's.
+    let entry = get(host, a, &one).await;
+    let image = entry[&ha]["outputs"]["2"]["images"][0].clone();
+    let view = format!(
+        "/view?filename={}&subfolder={}&type={}",
+        image["filename"].as_str().expect("filename"),
+        image["subfolder"].as_str().unwrap_or(""),
+        image["type"].as_str().unwrap_or("output")
+    );
+    wait_until("alice's output recorded as hers", || async {
+        send(host, b, "GET", &view, None).await.0 == 404
+    })
+    .await;
+    assert_eq!(send(host, n, "GET", &view, None).await.0, 404);
+    assert_eq!(send(host, a, "GET", &view, None).await.0, 200);
+    assert_eq!(send(host, admin, "GET", &view, None).await.0, 200);
     // Another user's delete or clear leaves alice's entry; the page's clear works (no 405).
     let (s, v) = send(host, b, "POST", "/history", Some(json!({"delete": [ha]}))).await;
     assert_eq!(s, 200, "{v}");

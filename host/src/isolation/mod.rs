@@ -10,6 +10,7 @@
 //! `POST /prompt` bodies in [`body_check`].
 
 pub mod body_check;
+pub mod files;
 pub mod gate;
 pub mod settings;
 pub mod views;
@@ -116,6 +117,18 @@ impl Scope {
         match self.store.remote_job(prompt_id) {
             Ok(Some(row)) => Some(row.user_id),
             _ => None,
+        }
+    }
+
+    /// Whether the caller may see the file a `/view` request names (files tied to no known
+    /// prompt: yes).
+    pub fn may_view(&self, filename: &str, subfolder: &str, folder_type: &str) -> bool {
+        if self.all {
+            return true;
+        }
+        match files::prompt_of(&self.store, filename, subfolder, folder_type) {
+            Some(prompt_id) => self.owns(&prompt_id),
+            None => true,
         }
     }
 
