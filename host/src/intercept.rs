@@ -109,6 +109,21 @@ impl PluginInterceptor {
                 );
             }
         };
+        if let (Some(client_id), Some(iso)) = (request.client_id.as_deref(), self.isolation.get()) {
+            let caller =
+                crate::isolation::Caller::from_user(self.identity.identify(&ctx.headers).as_ref());
+            if !iso.claim_client_id(client_id, &caller) {
+                tracing::info!(client_id, "client id of another user refused");
+                return respond(
+                    StatusCode::BAD_REQUEST,
+                    ComfyErrorBody::new(
+                        "invalid_prompt",
+                        "This client_id belongs to another user's page",
+                        "Reload the page: it gets a client id of its own.",
+                    ),
+                );
+            }
+        }
         if let (Some(id), Some(iso)) = (request.prompt_id.as_deref(), self.isolation.get())
             && iso.scope(&ctx.headers).taken_by_other(id)
         {

@@ -629,3 +629,82 @@ async fn sign_in_required_sends_browsers_to_the_sign_in_page() {
         .expect("put");
     assert_eq!(r.status().as_u16(), 400);
 }
+
+/// The `sid` of the first `status` message a socket gets, connecting with `client_id` as `token`.
+async fn socket_sid(host: &Host, client_id: &str, token: Option<&str>) -> String {
+    use futures::StreamExt;
+    use tokio_tungstenite::tungstenite::Message;
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+    let mut req = host
+        .ws_url(&format!("/ws?clientId={client_id}"))
+        .into_client_request()
+        .expect("request");
+    if let Some(t) = token {
+        req.headers_mut().insert(
+            "authorization",
+            format!("Bearer {t}").parse().expect("header"),
+        );
+    }
+    let (mut ws, _) = tokio_tungstenite::connect_async(req).await.expect("ws");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while Instant::now() < deadline {
+        let Ok(Some(Ok(Message::Text(t)))) =
+            tokio::time::timeout(Duration::from_secs(5), ws.next()).await
+        else {
+            continue;
+        };
+        let v: Value = serde_json::from_str(&t).unwrap_or_default();
+        if v["type"] == "status"
+            && let Some(sid) = v["data"]["sid"].as_str()
+        {
+            return sid.to_string();
+        }
+    }
+    panic!("no status with a sid on the socket");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_id_belongs_to_the_user_who_first_used_it() {
+    let host = Host::builder().start().await;
+    let alice = create_user(&host, "alice").await;
+    let bob = create_user(&host, "bob").await;
+    assert_eq!(
+        socket_sid(&host, "alice-page", Some(&alice)).await,
+        "alice-page"
+    );
+    let (s, v) = send(
+        &host,
+        As::Token(&alice),
+        "POST",
+        "/prompt",
+        Some(json!({"prompt": empty_image_workflow("cid"), "client_id": "alice-page"})),
+    )
+    .await;
+    assert_eq!(s, 200, "{v}");
+    // Bob's socket with alice's id gets a fresh id; his prompt with it is refused.
+    let sid = socket_sid(&host, "alice-page", Some(&bob)).await;
+    assert_ne!(sid, "alice-page");
+    assert!(!sid.is_empty());
+    let (s, v) = send(
+        &host,
+        As::Token(&bob),
+        "POST",
+        "/prompt",
+        Some(json!({"prompt": empty_image_workflow("cid"), "client_id": "alice-page"})),
+    )
+    .await;
+    assert_eq!(s, 400, "{v}");
+    assert_eq!(v["error"]["type"], "invalid_prompt");
+    // Alice reconnects with it; the admin may too.
+    assert_eq!(
+        socket_sid(&host, "alice-page", Some(&alice)).await,
+        "alice-page"
+    );
+    assert_eq!(
+        socket_sid(&host, "alice-page", Some(ADMIN_TOKEN)).await,
+        "alice-page"
+    );
+    // Anonymous (sign-in off): a fresh id too.
+    workshop(&host, json!({"sign_in_required": false})).await;
+    assert_ne!(socket_sid(&host, "alice-page", None).await, "alice-page");
+}

@@ -92,6 +92,32 @@ fn classify(method: &Method, path: &str) -> Anonymous {
     }
 }
 
+/// Middleware on ComfyUI's routes: a `/ws` client id another user claimed is dropped from
+/// the request (ComfyUI gives the socket a fresh one).
+pub async fn bind_client_id(State(g): State<Gate>, mut req: Request, next: Next) -> Response {
+    let path = req.uri().path();
+    let is_ws = path.strip_prefix(g.prefix.as_str()).unwrap_or(path) == "/ws";
+    if is_ws
+        && let Some(query) = req.uri().query()
+        && let Some(id) = url::form_urlencoded::parse(query.as_bytes())
+            .find(|(k, _)| k == "clientId")
+            .map(|(_, v)| v.into_owned())
+            .filter(|v| !v.is_empty())
+    {
+        let caller =
+            super::Caller::from_user(g.isolation.identity().identify(req.headers()).as_ref());
+        if !g.isolation.socket_client_id(&id, &caller) {
+            tracing::info!(client_id = %id, "socket asked for another user's client id; opened without it");
+            let pq = super::client_ids::without_client_id(req.uri().path(), query);
+            match pq.parse() {
+                Ok(uri) => *req.uri_mut() = uri,
+                Err(_) => return StatusCode::BAD_REQUEST.into_response(),
+            }
+        }
+    }
+    next.run(req).await
+}
+
 /// Middleware on ComfyUI's routes.
 pub async fn require_sign_in(State(g): State<Gate>, req: Request, next: Next) -> Response {
     let path = req

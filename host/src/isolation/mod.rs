@@ -10,6 +10,7 @@
 //! `POST /prompt` bodies in [`body_check`].
 
 pub mod body_check;
+pub mod client_ids;
 pub mod files;
 pub mod gate;
 pub mod settings;
@@ -46,7 +47,7 @@ impl Caller {
     }
 
     /// The owner a job submitted by this caller records (`None`: anonymous).
-    fn owner_id(&self) -> Option<&str> {
+    pub fn owner_id(&self) -> Option<&str> {
         match self {
             Caller::Admin(id) | Caller::User(id) => Some(id),
             Caller::Anonymous => None,
@@ -59,11 +60,32 @@ impl Caller {
 pub struct Isolation {
     identity: Identity,
     store: Store,
+    client_ids: client_ids::ClientIds,
 }
 
 impl Isolation {
     pub fn new(identity: Identity, store: Store) -> Self {
-        Self { identity, store }
+        Self {
+            identity,
+            store,
+            client_ids: client_ids::ClientIds::default(),
+        }
+    }
+
+    /// Claims a client id for the caller; whether the caller may use it (always, with
+    /// isolation off).
+    pub fn claim_client_id(&self, client_id: &str, caller: &Caller) -> bool {
+        self.client_ids.claim(client_id, caller) || !self.settings().isolation
+    }
+
+    /// Whether a socket may use a client id: signed-in callers claim it, anonymous sockets
+    /// only use what no one claimed (or their anonymous peers did).
+    pub fn socket_client_id(&self, client_id: &str, caller: &Caller) -> bool {
+        let ok = match caller {
+            Caller::Anonymous => self.client_ids.allowed(client_id, caller),
+            _ => self.client_ids.claim(client_id, caller),
+        };
+        ok || !self.settings().isolation
     }
 
     pub fn identity(&self) -> &Identity {
