@@ -796,6 +796,15 @@ async fn one_user_cannot_starve_another_in_the_local_queue() {
         .await;
     let flood = create_user(&host, "flood").await;
     let late = create_user(&host, "late").await;
+    // One socket watches both users' prompts: a trusted room (workshop isolation off).
+    let r = Host::client()
+        .put(host.url("/comfyhost/api/workshop"))
+        .bearer_auth(ADMIN_TOKEN)
+        .json(&json!({"isolation": false}))
+        .send()
+        .await
+        .expect("workshop settings");
+    assert_eq!(r.status().as_u16(), 200);
     let mut ws = connect(&host, "c-fair").await;
     let mut flood_ids = Vec::new();
     for i in 0..5 {
