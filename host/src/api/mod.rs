@@ -2,6 +2,8 @@
 //! `session` (a user's own sign-in) needs the admin token.
 
 mod activity;
+// Workshop settings (sign-in required, isolation): see docs/workshop.md.
+mod workshop;
 mod backends;
 mod comfyui;
 mod error;
@@ -14,7 +16,6 @@ mod routes;
 mod session;
 mod system;
 mod users;
-mod workshop;
 
 use axum::Router;
 
@@ -49,6 +50,7 @@ fn public_routes() -> Routes<AppState> {
 
 fn admin_routes() -> Routes<AppState> {
     Routes::new()
+        .merge(workshop::routes())
         .merge(comfyui::routes())
         .merge(backends::routes())
         .merge(activity::routes())
@@ -59,7 +61,6 @@ fn admin_routes() -> Routes<AppState> {
         .merge(models::routes())
         .merge(users::routes())
         .merge(system::routes())
-        .merge(workshop::routes())
 }
 
 /// The API router (to be nested at `/comfyhost/api`).
