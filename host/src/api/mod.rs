@@ -2,8 +2,6 @@
 //! `session` (a user's own sign-in) needs the admin token.
 
 mod activity;
-// Workshop settings (sign-in required, isolation): see docs/workshop.md.
-mod workshop;
 mod backends;
 mod comfyui;
 mod error;
@@ -80,3 +78,6 @@ async fn health() -> axum::Json<serde_json::Value> {
         "version": env!("CARGO_PKG_VERSION"),
     }))
 }
+
+// Workshop settings (sign-in required, isolation): see docs/workshop.md.
+mod workshop;
