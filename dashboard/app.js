@@ -227,10 +227,14 @@ function showLogin(message) {
   const form = h("form", { id: "login", class: "panel login", onsubmit: async (e) => {
     e.preventDefault();
     err.textContent = "";
+    err.className = "error-text";
     try {
       const me = await api("POST", "/session", { token: input.value });
       if (!me.is_admin) {
-        err.textContent = `Signed in as ${me.user}, who is not an admin: workshop users can use ComfyUI but not this dashboard.`;
+        // A student's token is right, just not for here: send them to ComfyUI, signed in.
+        err.className = "muted";
+        err.replaceChildren(`Signed in as ${me.user}. This dashboard is for the workshop admin; your place is ComfyUI: `,
+          h("a", { id: "to-comfyui", href: new URL("../", location.href).pathname }, "open ComfyUI"), ".");
         return;
       }
       state.me = me;

@@ -198,6 +198,9 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     })
     .context("resuming remote jobs")?;
     interceptor.set_remote(remote.clone());
+    // One set of workshop rules (and client id claims) for the prompt path and the routes.
+    let isolation = crate::isolation::Isolation::new(identity.clone(), store.clone());
+    interceptor.set_isolation(isolation.clone());
     plugins_setup::spawn_rescan(
         plugins.clone(),
         std::time::Duration::from_secs(args.plugins_rescan_s),
@@ -234,7 +237,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         models,
         machine,
     };
-    let app = router(&args, state, proxy, remote, overlay, metrics);
+    let app = router(&args, state, proxy, remote, overlay, metrics, isolation);
     let _ = slot.set(crate::serve_early::Assembled {
         app,
         supervisor: supervisor.clone(),
@@ -309,20 +312,41 @@ fn router(
     remote: RemoteRunner,
     overlay: OverlayDriver,
     metrics: crate::metrics::route::MetricsRoute,
+    isolation: crate::isolation::Isolation,
 ) -> Router {
     let prefix = args.normalized_prefix().unwrap_or_default();
     let api_path = format!("{prefix}/comfyhost/api");
     let jobs = state.jobs.clone();
     let proxy = comfyhost_proxy::router(proxy);
     // ComfyUI's endpoints (answered in part by the host, or proxied) are counted and timed.
-    let comfy = crate::comfy_routes::router(&prefix, remote, overlay, jobs, proxy.clone())
-        .merge(proxy)
-        .layer(axum::middleware::from_fn(
-            crate::metrics::route::track_proxy,
-        ));
+    let gate = crate::isolation::gate::Gate {
+        isolation: isolation.clone(),
+        prefix: prefix.clone(),
+    };
+    let comfy = crate::comfy_routes::router(
+        &prefix,
+        remote,
+        overlay,
+        jobs,
+        proxy.clone(),
+        isolation.clone(),
+    )
+    .merge(proxy)
+    .layer(axum::middleware::from_fn_with_state(
+        gate.clone(),
+        crate::isolation::gate::bind_client_id,
+    ))
+    .layer(axum::middleware::from_fn_with_state(
+        gate,
+        crate::isolation::gate::require_sign_in,
+    ))
+    .layer(axum::middleware::from_fn(
+        crate::metrics::route::track_proxy,
+    ));
     Router::new()
         .nest(&api_path, api::router(state))
         .merge(crate::dashboard::router(&prefix))
+        .merge(crate::isolation::gate::router(&prefix))
         .merge(crate::metrics::route::router(&prefix, metrics))
         .merge(comfy)
 }

@@ -10,6 +10,9 @@
 //! ComfyUI's own shapes: an empty local queue and the host's knowledge of history (remote
 //! jobs), so the page stays calm instead of parsing an error body as a queue. Prompts removed
 //! through `POST /queue {delete|clear}` are recorded as `cancelled`, not lost.
+//!
+//! Every answer and command is scoped to the caller by [`crate::isolation`]: a workshop user
+//! sees and controls only their own prompts (admins everything); `POST /free` is for admins.
 
 use axum::Router;
 use axum::body::Body;
@@ -20,6 +23,7 @@ use http::{HeaderValue, StatusCode, header};
 use serde_json::{Map, Value, json};
 use tower::ServiceExt;
 
+use crate::isolation::{Isolation, Scope, views as own};
 use crate::jobs::JobTracker;
 use crate::overlay::OverlayDriver;
 use crate::remote::RemoteRunner;
@@ -36,6 +40,7 @@ struct Overlay {
     status: OverlayDriver,
     jobs: JobTracker,
     proxy: Router,
+    iso: Isolation,
 }
 
 /// Routes for `prefix` (`""` or `/comfy`); merge before the proxy fallback.
@@ -45,12 +50,14 @@ pub fn router(
     status: OverlayDriver,
     jobs: JobTracker,
     proxy: Router,
+    iso: Isolation,
 ) -> Router {
     let state = Overlay {
         remote,
         status,
         jobs,
         proxy,
+        iso,
     };
     let mut r = Router::new().route(
         &format!("{prefix}{}", crate::overlay::SCRIPT_PATH),
@@ -59,10 +66,14 @@ pub fn router(
     for base in [prefix.to_string(), format!("{prefix}/api")] {
         r = r
             .route(&format!("{base}/queue"), get(queue).post(queue_command))
-            .route(&format!("{base}/history"), get(history))
+            .route(
+                &format!("{base}/history"),
+                get(history).post(history_command),
+            )
             .route(&format!("{base}/history/{{prompt_id}}"), get(history_one))
             .route(&format!("{base}/view"), get(view))
             .route(&format!("{base}/interrupt"), post(interrupt))
+            .route(&format!("{base}/free"), post(free))
             .route(&format!("{base}/extensions"), get(extensions));
     }
     // ComfyUI registers the jobs API with its full `/api/...` path only.
@@ -147,6 +158,7 @@ fn query_param(req: &Request, key: &str) -> Option<String> {
 }
 
 async fn queue(State(o): State<Overlay>, req: Request) -> Response {
+    let scope = o.iso.scope(req.headers());
     let remote = o.remote.store_rows(true);
     let (mut v, parts) = match forward_json(&o, req).await {
         Ok(x) => x,
@@ -167,10 +179,12 @@ async fn queue(State(o): State<Overlay>, req: Request) -> Response {
             list.push(views::queue_item(&row));
         }
     }
+    own::queue(&scope, &mut v);
     json_response(parts, &v)
 }
 
 async fn history(State(o): State<Overlay>, req: Request) -> Response {
+    let scope = o.iso.scope(req.headers());
     let max_items = query_param(&req, "max_items").and_then(|m| m.parse::<usize>().ok());
     let (v, parts) = match forward_json(&o, req).await {
         Ok(x) => x,
@@ -196,6 +210,7 @@ async fn history(State(o): State<Overlay>, req: Request) -> Response {
             merged.push((row.number, row.prompt_id, h));
         }
     }
+    merged.retain(|(_, id, _)| scope.all || scope.owns(id));
     merged.sort_by(|a, b| a.0.total_cmp(&b.0));
     if let Some(max) = max_items {
         let skip = merged.len().saturating_sub(max);
@@ -210,6 +225,10 @@ async fn history_one(
     axum::extract::Path(prompt_id): axum::extract::Path<String>,
     req: Request,
 ) -> Response {
+    if !o.iso.scope(req.headers()).owns(&prompt_id) {
+        // What ComfyUI answers for a prompt it does not have.
+        return own_json(&json!({}));
+    }
     match o.remote.history_entry(&prompt_id) {
         Some(entry) => axum::Json(json!({ prompt_id: entry })).into_response(),
         None => {
@@ -225,6 +244,18 @@ async fn history_one(
 
 async fn view(State(o): State<Overlay>, req: Request) -> Response {
     let subfolder = query_param(&req, "subfolder").unwrap_or_default();
+    {
+        let filename = query_param(&req, "filename").unwrap_or_default();
+        let folder_type = query_param(&req, "type").unwrap_or_else(|| "output".into());
+        if !o
+            .iso
+            .scope(req.headers())
+            .may_view(&filename, &subfolder, &folder_type)
+        {
+            // What ComfyUI answers for a file it does not have.
+            return StatusCode::NOT_FOUND.into_response();
+        }
+    }
     if !OutputCache::is_remote_subfolder(&subfolder) {
         return forward(&o, req).await;
     }
@@ -276,23 +307,143 @@ async fn read_command(req: Request) -> Result<(Value, Request), Response> {
     Ok((v, Request::from_parts(parts, Body::from(bytes))))
 }
 
+/// `POST /interrupt`: with a `prompt_id`, only its owner (or an admin) may interrupt it; with
+/// none, ComfyUI interrupts whatever runs, so a user may only when they own what runs (the
+/// request then names it, so a prompt that started meanwhile is not hit).
 async fn interrupt(State(o): State<Overlay>, req: Request) -> Response {
-    let (cmd, req) = match read_command(req).await {
+    let scope = o.iso.scope(req.headers());
+    let path = req.uri().path().to_string();
+    let (mut cmd, req) = match read_command(req).await {
         Ok(x) => x,
         Err(r) => return r,
     };
-    if let Some(id) = cmd.get("prompt_id").and_then(Value::as_str)
-        && o.remote.cancel(id).await
-    {
-        return StatusCode::OK.into_response();
+    let mut req = req;
+    match cmd.get("prompt_id").and_then(Value::as_str) {
+        Some(id) => {
+            if !scope.owns(id) {
+                return crate::isolation::forbidden(
+                    "You can only interrupt your own prompts",
+                    &format!("prompt {id} is not yours"),
+                );
+            }
+            if o.remote.cancel(id).await {
+                return StatusCode::OK.into_response();
+            }
+        }
+        None if !scope.all => {
+            let running = local_queue(&o, &path, "interrupt")
+                .await
+                .and_then(|q| q["queue_running"][0][1].as_str().map(str::to_string));
+            match running {
+                // Nothing runs locally: nothing to interrupt (ComfyUI answers 200 too).
+                None => return StatusCode::OK.into_response(),
+                Some(id) if scope.owns(&id) => {
+                    if let Some(map) = cmd.as_object_mut() {
+                        map.insert("prompt_id".into(), Value::String(id));
+                    } else {
+                        cmd = json!({ "prompt_id": id });
+                    }
+                    req = with_body(req, &cmd);
+                }
+                Some(_) => {
+                    return crate::isolation::forbidden(
+                        "You can only interrupt your own prompts",
+                        "what runs now is someone else's prompt",
+                    );
+                }
+            }
+        }
+        None => {}
     }
     forward(&o, req).await
 }
 
-async fn queue_command(State(o): State<Overlay>, req: Request) -> Response {
+/// `POST /free` unloads models for everyone: admins only while isolation is on.
+async fn free(State(o): State<Overlay>, req: Request) -> Response {
+    if !o.iso.scope(req.headers()).all {
+        return crate::isolation::forbidden(
+            "Only the workshop admin can free ComfyUI's memory",
+            "POST /free unloads models for every user",
+        );
+    }
+    forward(&o, req).await
+}
+
+/// ComfyUI's own `GET /queue` (local prompts only), asked next to a command at `path`.
+async fn local_queue(o: &Overlay, path: &str, command: &str) -> Option<Value> {
+    let queue_path = format!("{}queue", path.strip_suffix(command)?);
+    let req = Request::builder()
+        .method(http::Method::GET)
+        .uri(queue_path)
+        .body(Body::empty())
+        .ok()?;
+    forward_json(o, req).await.ok().map(|(v, _)| v)
+}
+
+/// The request with a new JSON body.
+fn with_body(req: Request, body: &Value) -> Request {
+    let (mut parts, _) = req.into_parts();
+    parts.headers.remove(header::CONTENT_LENGTH);
+    Request::from_parts(parts, Body::from(body.to_string()))
+}
+
+/// `POST /history {clear | delete}`: a user's `clear` deletes their own entries only, and
+/// `delete` ignores ids that are not theirs.
+async fn history_command(State(o): State<Overlay>, req: Request) -> Response {
+    let scope = o.iso.scope(req.headers());
+    let path = req.uri().path().to_string();
     let (cmd, req) = match read_command(req).await {
         Ok(x) => x,
         Err(r) => return r,
+    };
+    if scope.all {
+        return forward(&o, req).await;
+    }
+    let Value::Object(mut map) = cmd else {
+        // ComfyUI judges what is not an object.
+        return forward(&o, req).await;
+    };
+    let mut delete = match map.remove("delete") {
+        Some(Value::Array(ids)) => own::own_ids(&scope, &ids),
+        Some(_) | None => Vec::new(),
+    };
+    let clear = map
+        .remove("clear")
+        .is_some_and(|c| c.as_bool().unwrap_or(!c.is_null()));
+    if clear {
+        let history_path = path.clone();
+        let listed = Request::builder()
+            .method(http::Method::GET)
+            .uri(history_path)
+            .body(Body::empty())
+            .ok();
+        if let Some(listed) = listed
+            && let Ok((Value::Object(h), _)) = forward_json(&o, listed).await
+        {
+            delete.extend(
+                h.keys()
+                    .filter(|id| scope.owns(id))
+                    .map(|id| Value::String(id.clone())),
+            );
+        }
+    }
+    map.insert("delete".into(), Value::Array(delete));
+    forward(&o, with_body(req, &Value::Object(map))).await
+}
+
+async fn queue_command(State(o): State<Overlay>, req: Request) -> Response {
+    let scope = o.iso.scope(req.headers());
+    let path = req.uri().path().to_string();
+    let (cmd, req) = match read_command(req).await {
+        Ok(x) => x,
+        Err(r) => return r,
+    };
+    let (cmd, req) = match scoped_queue_command(&o, &scope, &path, cmd.clone()).await {
+        Some(own_cmd) => {
+            let req = with_body(req, &own_cmd);
+            (own_cmd, req)
+        }
+        None => (cmd, req),
     };
     let mut local = Vec::new();
     if let Some(ids) = cmd.get("delete").and_then(Value::as_array) {
@@ -328,9 +479,44 @@ async fn queue_command(State(o): State<Overlay>, req: Request) -> Response {
     resp
 }
 
+/// A user's `POST /queue` command, limited to their own prompts: `delete` keeps their ids,
+/// `clear` becomes a `delete` of their pending prompts (local and remote). `None`: unchanged.
+async fn scoped_queue_command(o: &Overlay, scope: &Scope, path: &str, cmd: Value) -> Option<Value> {
+    if scope.all {
+        return None;
+    }
+    let Value::Object(mut map) = cmd else {
+        return None;
+    };
+    let mut delete = match map.remove("delete") {
+        Some(Value::Array(ids)) => own::own_ids(scope, &ids),
+        Some(_) | None => Vec::new(),
+    };
+    if map.remove("clear").and_then(|c| c.as_bool()) == Some(true) {
+        if let Some(q) = local_queue(o, path, "queue").await {
+            delete.extend(
+                own::queue_ids(&q, false)
+                    .into_iter()
+                    .filter(|id| scope.owns(id))
+                    .map(Value::String),
+            );
+        }
+        delete.extend(
+            o.remote
+                .store_rows(true)
+                .into_iter()
+                .filter(|r| r.state != "running" && scope.owns(&r.prompt_id))
+                .map(|r| Value::String(r.prompt_id)),
+        );
+    }
+    map.insert("delete".into(), Value::Array(delete));
+    Some(Value::Object(map))
+}
+
 /// `GET /api/jobs`: the local ComfyUI's jobs (asked without paging) plus the remote ones,
 /// filtered, sorted and paged as ComfyUI does. Invalid queries get the local ComfyUI's answer.
 async fn jobs_list(State(o): State<Overlay>, req: Request) -> Response {
+    let scope = o.iso.scope(req.headers());
     let pairs: Vec<(String, String)> = req
         .uri()
         .query()
@@ -373,6 +559,7 @@ async fn jobs_list(State(o): State<Overlay>, req: Request) -> Response {
             .map(|row| views_jobs::job(row, false))
             .filter(|j| query.wants(j)),
     );
+    own::jobs(&scope, &mut jobs);
     json_response(parts, &query.page(jobs))
 }
 
@@ -382,6 +569,9 @@ async fn job_one(
     axum::extract::Path(job_id): axum::extract::Path<String>,
     req: Request,
 ) -> Response {
+    if !o.iso.scope(req.headers()).owns(&job_id) {
+        return job_not_found();
+    }
     match o.remote.store_row(&job_id) {
         Some(row) => axum::Json(views_jobs::job(&row, true)).into_response(),
         None => forward(&o, req).await,
@@ -394,6 +584,9 @@ async fn job_cancel(
     axum::extract::Path(job_id): axum::extract::Path<String>,
     req: Request,
 ) -> Response {
+    if !o.iso.scope(req.headers()).owns(&job_id) {
+        return job_not_found();
+    }
     if o.remote.cancel(&job_id).await {
         return axum::Json(json!({"cancelled": true})).into_response();
     }
@@ -403,6 +596,7 @@ async fn job_cancel(
 /// `POST /api/jobs/cancel {"job_ids": [...]}`: remote ids are cancelled on their backends, the
 /// rest go to the local ComfyUI (which also validates them).
 async fn jobs_cancel_batch(State(o): State<Overlay>, req: Request) -> Response {
+    let scope = o.iso.scope(req.headers());
     let (cmd, req) = match read_command(req).await {
         Ok(x) => x,
         Err(r) => return r,
@@ -410,6 +604,11 @@ async fn jobs_cancel_batch(State(o): State<Overlay>, req: Request) -> Response {
     let Some(ids) = cmd.get("job_ids").and_then(Value::as_array) else {
         return forward(&o, req).await;
     };
+    let ids = own::own_ids(&scope, ids);
+    if ids.is_empty() && !scope.all {
+        return axum::Json(json!({"cancelled": false})).into_response();
+    }
+    let ids = &ids;
     let mut remote_cancelled = false;
     let mut local: Vec<Value> = Vec::new();
     for id in ids {
@@ -434,6 +633,15 @@ async fn jobs_cancel_batch(State(o): State<Overlay>, req: Request) -> Response {
     }
 }
 
+/// ComfyUI's answer for a job it does not have (also for another user's job).
+fn job_not_found() -> Response {
+    (
+        StatusCode::NOT_FOUND,
+        axum::Json(json!({"error": "Job not found"})),
+    )
+        .into_response()
+}
+
 async fn overlay_script() -> Response {
     (
         [
@@ -448,15 +656,16 @@ async fn overlay_script() -> Response {
 /// ComfyUI's list of extension scripts, plus the host's overlay while it is enabled (so
 /// disabling the plugin removes the banner on the next page load).
 async fn extensions(State(o): State<Overlay>, req: Request) -> Response {
-    if !o.status.enabled() {
-        return forward(&o, req).await;
-    }
     let (mut v, parts) = match forward_json(&o, req).await {
         Ok(x) => x,
         Err(resp) => return resp,
     };
     if let Some(list) = v.as_array_mut() {
-        list.push(json!(crate::overlay::SCRIPT_PATH));
+        if o.status.enabled() {
+            list.push(json!(crate::overlay::SCRIPT_PATH));
+        }
+        // Who is signed in (or a "Sign in" link), on every page.
+        list.push(json!(crate::isolation::gate::BADGE_PATH));
     }
     json_response(parts, &v)
 }

@@ -36,6 +36,8 @@ pub struct PluginInterceptor {
     models: Arc<ModelsService>,
     /// Set once the proxy exists (the runner sends WebSocket events through it).
     remote: OnceLock<RemoteRunner>,
+    /// Workshop ownership rules (prompt ids unique per host).
+    isolation: OnceLock<crate::isolation::Isolation>,
 }
 
 /// What the chains decided, and whether the host refused the prompt itself.
@@ -76,6 +78,7 @@ impl PluginInterceptor {
             overlay,
             models,
             remote: OnceLock::new(),
+            isolation: OnceLock::new(),
         })
     }
 
@@ -86,12 +89,54 @@ impl PluginInterceptor {
         }
     }
 
+    /// Enables the workshop ownership rules (call once).
+    pub fn set_isolation(&self, isolation: crate::isolation::Isolation) {
+        if self.isolation.set(isolation).is_err() {
+            tracing::warn!("isolation set twice; keeping the first");
+        }
+    }
+
     async fn decide(&self, ctx: &PromptRequestContext, body: Bytes) -> PromptDecision {
-        // Bodies ComfyUI would reject (bad JSON, no prompt) go to ComfyUI unchanged, so the
-        // browser gets ComfyUI's own answer, byte for byte.
-        let Ok(mut request) = PromptRequest::parse(&body) else {
-            return PromptDecision::Forward(body);
+        // Bodies the host cannot read the way ComfyUI would (non-string ids, NaN, no prompt,
+        // ...) are refused here in ComfyUI's shape: nothing reaches ComfyUI past the plugins.
+        let mut request = match PromptRequest::parse(&body) {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::info!(error = %e, "unreadable prompt body refused");
+                return respond(
+                    StatusCode::BAD_REQUEST,
+                    crate::isolation::body_check::refusal(&e),
+                );
+            }
         };
+        if let (Some(client_id), Some(iso)) = (request.client_id.as_deref(), self.isolation.get()) {
+            let caller =
+                crate::isolation::Caller::from_user(self.identity.identify(&ctx.headers).as_ref());
+            if !iso.claim_client_id(client_id, &caller) {
+                tracing::info!(client_id, "client id of another user refused");
+                return respond(
+                    StatusCode::BAD_REQUEST,
+                    ComfyErrorBody::new(
+                        "invalid_prompt",
+                        "This client_id belongs to another user's page",
+                        "Reload the page: it gets a client id of its own.",
+                    ),
+                );
+            }
+        }
+        if let (Some(id), Some(iso)) = (request.prompt_id.as_deref(), self.isolation.get())
+            && iso.scope(&ctx.headers).taken_by_other(id)
+        {
+            tracing::info!(prompt_id = id, "prompt id of another user's prompt refused");
+            return respond(
+                StatusCode::BAD_REQUEST,
+                ComfyErrorBody::new(
+                    "invalid_prompt",
+                    "This prompt_id is already used by another prompt on this host",
+                    "Prompt ids are unique per host: leave prompt_id out and the host picks one.",
+                ),
+            );
+        }
         // The host names the prompt (ComfyUI honours a client's `prompt_id`), so the job is
         // recorded before any backend sees it and can never be silently lost.
         let prompt_id = request

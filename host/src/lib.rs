@@ -13,6 +13,7 @@ pub mod fair_queue;
 pub mod gpu_cli;
 pub mod gpu_confirm;
 pub mod intercept;
+pub mod isolation;
 pub mod jobs;
 pub mod jobs_start_tap;
 pub mod machine;

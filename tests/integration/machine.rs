@@ -209,6 +209,15 @@ async fn metrics_parse_and_counters_move_after_a_prompt() {
         .await;
     let student: Value = r.json().await.unwrap();
     let student = student["token"].as_str().unwrap();
+    // This test's prompts are anonymous: keep that allowed now that a user exists.
+    let r = Host::client()
+        .put(host.url("/comfyhost/api/workshop"))
+        .bearer_auth(ADMIN_TOKEN)
+        .json(&json!({"sign_in_required": false}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
     let r = Host::client()
         .get(host.url("/metrics"))
         .bearer_auth(student)

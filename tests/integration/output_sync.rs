@@ -274,9 +274,11 @@ impl RunningHost {
 
     /// Submits as the user whose token is given (anonymous otherwise).
     async fn submit_as(&self, prefix: &str, token: Option<&str>) {
+        // One client id per user: a client id belongs to the user who first used it.
+        let client_id = format!("itest-outputs-{}", token.map_or("anon", |t| &t[..8]));
         let mut req = reqwest::Client::new()
             .post(format!("{}/prompt", self.base))
-            .json(&json!({"prompt": empty_image_workflow(prefix), "client_id": "itest-outputs"}));
+            .json(&json!({"prompt": empty_image_workflow(prefix), "client_id": client_id}));
         if let Some(t) = token {
             req = req.bearer_auth(t);
         }

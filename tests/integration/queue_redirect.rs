@@ -193,6 +193,15 @@ async fn routes_by_rule_and_results_come_back_to_the_browser() {
     let host = &s.host;
     wait_backends_healthy(host, &["a", "b"]).await;
     let alice = create_user(host, "alice").await;
+    // Anonymous visitors stay welcome here (sign-in is required by default once users exist).
+    let r = Host::client()
+        .put(host.url("/comfyhost/api/workshop"))
+        .bearer_auth(ADMIN_TOKEN)
+        .json(&json!({"sign_in_required": false}))
+        .send()
+        .await
+        .expect("workshop settings");
+    assert_eq!(r.status().as_u16(), 200);
 
     // 1. Alice's prompt runs on backend a, by rule; the browser sees it as if local.
     let mut ws = connect(host, "browser-alice").await;
@@ -229,8 +238,10 @@ async fn routes_by_rule_and_results_come_back_to_the_browser() {
     let img = &executed["data"]["output"]["images"][0];
     assert_eq!(img["subfolder"], format!("comfyhost-remote/{pid}"));
     // The image is viewable through the host, under the name the browser was given.
+    // Alice's image is hers to view (other users get 404).
     let view = Host::client()
         .get(host.url("/view"))
+        .bearer_auth(&alice)
         .query(&[
             ("filename", img["filename"].as_str().unwrap_or("")),
             ("subfolder", img["subfolder"].as_str().unwrap_or("")),
@@ -245,6 +256,7 @@ async fn routes_by_rule_and_results_come_back_to_the_browser() {
     for path in [format!("/history/{pid}"), format!("/api/history/{pid}")] {
         let h: Value = Host::client()
             .get(host.url(&path))
+            .bearer_auth(&alice)
             .send()
             .await
             .expect("history")
@@ -259,6 +271,7 @@ async fn routes_by_rule_and_results_come_back_to_the_browser() {
     }
     let full: Value = Host::client()
         .get(host.url("/history"))
+        .bearer_auth(&alice)
         .send()
         .await
         .expect("h")
@@ -783,6 +796,15 @@ async fn one_user_cannot_starve_another_in_the_local_queue() {
         .await;
     let flood = create_user(&host, "flood").await;
     let late = create_user(&host, "late").await;
+    // One socket watches both users' prompts: a trusted room (workshop isolation off).
+    let r = Host::client()
+        .put(host.url("/comfyhost/api/workshop"))
+        .bearer_auth(ADMIN_TOKEN)
+        .json(&json!({"isolation": false}))
+        .send()
+        .await
+        .expect("workshop settings");
+    assert_eq!(r.status().as_u16(), 200);
     let mut ws = connect(&host, "c-fair").await;
     let mut flood_ids = Vec::new();
     for i in 0..5 {

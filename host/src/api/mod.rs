@@ -50,6 +50,7 @@ fn public_routes() -> Routes<AppState> {
 
 fn admin_routes() -> Routes<AppState> {
     Routes::new()
+        .merge(workshop::routes())
         .merge(comfyui::routes())
         .merge(backends::routes())
         .merge(activity::routes())
@@ -81,3 +82,6 @@ async fn health() -> axum::Json<serde_json::Value> {
         "version": env!("CARGO_PKG_VERSION"),
     }))
 }
+
+// Workshop settings (sign-in required, isolation): see docs/workshop.md.
+mod workshop;

@@ -177,6 +177,20 @@ impl Store {
         Ok(row)
     }
 
+    /// Who submitted a job: `None` when the host has no record of it, `Some(None)` for an
+    /// anonymous submission (workshop isolation reads only this column).
+    pub fn job_owner(&self, prompt_id: &str) -> Result<Option<Option<String>>, StoreError> {
+        let row = self
+            .conn()
+            .query_row(
+                "SELECT user_id FROM jobs WHERE prompt_id = ?1",
+                [prompt_id],
+                |r| r.get::<_, Option<String>>(0),
+            )
+            .optional()?;
+        Ok(row)
+    }
+
     /// Newest jobs first (by submission time), optionally only one user's.
     pub fn recent_jobs(
         &self,
