@@ -20,5 +20,6 @@ mod prompt_enhance;
 mod queue_load;
 mod queue_redirect;
 mod real_comfyui;
+mod remote_current;
 mod sandbox_attacks;
 mod status_overlay;
