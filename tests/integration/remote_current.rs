@@ -57,11 +57,15 @@ async fn start(remote: &RemoteSim) -> Setup {
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
         let b = host.admin_get("/comfyhost/api/backends").await;
-        if b.as_array()
+        if let Some(a) = b
+            .as_array()
             .into_iter()
             .flatten()
-            .any(|x| x["status"]["name"] == "a" && x["status"]["healthy"] == true)
+            .find(|x| x["status"]["name"] == "a" && x["status"]["healthy"] == true)
         {
+            // Item 5: the host learned what the backend is, from its /system_stats.
+            assert_eq!(a["comfyui_version"], "0.33.0", "{a:#}");
+            assert!(a["required_frontend_version"].is_string(), "{a:#}");
             break;
         }
         assert!(Instant::now() < deadline, "backend never healthy: {b:#}");

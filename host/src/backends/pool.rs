@@ -20,6 +20,10 @@ pub struct BackendHealth {
     /// When the backend last answered (ms since the epoch).
     pub last_ok_ms: Option<i64>,
     pub checked_ms: Option<i64>,
+    /// What a remote ComfyUI says it is (`/system_stats` `system.comfyui_version`), once known.
+    pub comfyui_version: Option<String>,
+    /// The frontend version it asks for (`system.required_frontend_version`), once known.
+    pub required_frontend_version: Option<String>,
 }
 
 /// The configured backends and their health. Cheap to clone.
@@ -66,6 +70,8 @@ impl BackendPool {
                     last_error: Some("not checked yet".into()),
                     last_ok_ms: None,
                     checked_ms: None,
+                    comfyui_version: None,
+                    required_frontend_version: None,
                 },
             );
         }
@@ -225,6 +231,10 @@ impl BackendPool {
                     h.status.queue_running = load.running;
                     h.last_error = None;
                     h.last_ok_ms = Some(now);
+                    if load.comfyui_version.is_some() {
+                        h.comfyui_version = load.comfyui_version;
+                        h.required_frontend_version = load.required_frontend_version;
+                    }
                 }
                 Err(e) => {
                     if h.status.healthy {

@@ -10,11 +10,14 @@ use futures::future::BoxFuture;
 use super::{RemoteJob, RemoteRunner, Submitted, comfy, serverless};
 use crate::backends::BackendPool;
 
-/// What one health check found: jobs waiting and running on the backend.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+/// What one health check found: jobs waiting and running on the backend, and what it says
+/// it is (a remote ComfyUI's `/system_stats`; `None` when it did not say).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct QueueLoad {
     pub pending: u32,
     pub running: u32,
+    pub comfyui_version: Option<String>,
+    pub required_frontend_version: Option<String>,
 }
 
 /// One kind of remote backend.

@@ -107,12 +107,22 @@ pub async fn submit(runner: &RemoteRunner, job: RemoteJob, preferred: &str) -> S
     )
 }
 
-/// One health check of the remote ComfyUI `name`: the lengths of its `GET /queue` lists.
+/// One health check of the remote ComfyUI `name`: the lengths of its `GET /queue` lists, and
+/// its version from `GET /system_stats` (learned, not assumed; absent when it does not say).
 pub async fn health(pool: &BackendPool, name: &str) -> Result<QueueLoad, String> {
     let Some(b) = pool.comfy(name) else {
         return Err(format!("no remote ComfyUI named {name:?} is configured"));
     };
-    let q = pool.get_json(&format!("{}/queue", b.url), None).await?;
+    let queue_url = format!("{}/queue", b.url);
+    let stats_url = format!("{}/system_stats", b.url);
+    let (q, stats) = futures::future::join(
+        pool.get_json(&queue_url, None),
+        pool.get_json(&stats_url, None),
+    )
+    .await;
+    let q = q?;
+    let system = stats.ok().map(|s| s["system"].clone()).unwrap_or_default();
+    let text = |k: &str| system[k].as_str().map(str::to_string);
     let len = |k: &str| {
         q.get(k)
             .and_then(Value::as_array)
@@ -121,6 +131,8 @@ pub async fn health(pool: &BackendPool, name: &str) -> Result<QueueLoad, String>
     Ok(QueueLoad {
         pending: len("queue_pending"),
         running: len("queue_running"),
+        comfyui_version: text("comfyui_version"),
+        required_frontend_version: text("required_frontend_version"),
     })
 }
 

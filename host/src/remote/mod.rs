@@ -213,8 +213,8 @@ impl RemoteRunner {
 
     /// Sends a ComfyUI-native message to the job's browser, if it is connected.
     fn emit(&self, row: &RemoteJobRow, message: &WsMessage) {
+        self.inner.overlay.observe(message);
         let value = message.to_value();
-        self.inner.overlay.observe(&value);
         if let Some(client) = &row.client_id
             && let Err(e) = self.inner.proxy.ws().relay_comfy_message(client, &value)
         {

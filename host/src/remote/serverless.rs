@@ -46,6 +46,7 @@ pub async fn health(pool: &BackendPool, name: &str) -> Result<QueueLoad, String>
     Ok(QueueLoad {
         pending: n("inQueue"),
         running: n("inProgress"),
+        ..QueueLoad::default()
     })
 }
 
