@@ -62,13 +62,13 @@ mod tests {
         let ev =
             |t: &str, d: Value| from_message(&WsMessage::from_value(json!({"type": t, "data": d})));
         assert_eq!(
-            ev("execution_start", json!({"prompt_id": "p"})),
+            ev("execution_start", json!({"prompt_id": "p", "timestamp": 1})),
             Some(ExecutionEvent::Started)
         );
         assert_eq!(
             ev(
                 "execution_cached",
-                json!({"nodes": ["1", "2"], "prompt_id": "p"})
+                json!({"nodes": ["1", "2"], "prompt_id": "p", "timestamp": 1})
             ),
             Some(ExecutionEvent::Cached {
                 nodes: vec!["1".into(), "2".into()]
@@ -102,7 +102,8 @@ mod tests {
         let Some(ExecutionEvent::Failed(f)) = ev(
             "execution_error",
             json!({"node_id": "3", "node_type": "KSampler", "exception_type": "RuntimeError",
-                   "exception_message": "boom", "traceback": ["t"], "prompt_id": "p"}),
+                   "exception_message": "boom", "traceback": ["t"], "prompt_id": "p",
+                   "executed": [], "current_inputs": {}, "current_outputs": {}, "timestamp": 1}),
         ) else {
             panic!("expected a failure")
         };
