@@ -263,7 +263,7 @@ impl<'a> Follower<'a> {
                 self.runner.emit_binary(&self.row, frame);
                 return;
             }
-            JobEvent::Message(m) => m,
+            JobEvent::Message(m) => *m,
         };
         match &msg {
             WsMessage::ExecutionStart(_) => {

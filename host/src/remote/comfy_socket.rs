@@ -29,7 +29,7 @@ use tokio_util::sync::CancellationToken;
 #[derive(Debug, Clone)]
 pub enum JobEvent {
     /// A text message, typed.
-    Message(WsMessage),
+    Message(Box<WsMessage>),
     /// A binary frame (4-byte event type, then the payload), relayed as is.
     Binary(Bytes),
 }
@@ -159,7 +159,7 @@ impl ComfySocket {
                 .or_else(|| self.inner.running.lock().clone()),
         };
         if let Some(prompt_id) = target {
-            self.deliver(&prompt_id, JobEvent::Message(msg));
+            self.deliver(&prompt_id, JobEvent::Message(Box::new(msg)));
         }
     }
 
@@ -183,10 +183,10 @@ impl ComfySocket {
             WsMessage::Executing(_)
             | WsMessage::ExecutionSuccess(_)
             | WsMessage::ExecutionError(_)
-            | WsMessage::ExecutionInterrupted(_) => {
-                if running.as_deref() == msg.prompt_id() || msg.prompt_id().is_none() {
-                    *running = None;
-                }
+            | WsMessage::ExecutionInterrupted(_)
+                if running.as_deref() == msg.prompt_id() || msg.prompt_id().is_none() =>
+            {
+                *running = None;
             }
             _ => {}
         }
@@ -243,7 +243,7 @@ mod tests {
         assert!(matches!(a.try_recv(), Ok(JobEvent::Binary(b)) if b == progress_text));
         text(&s, json!({"type": "notification", "data": {"value": "hi"}}));
         assert!(
-            matches!(a.try_recv(), Ok(JobEvent::Message(WsMessage::Other { kind, .. })) if kind == "notification")
+            matches!(a.try_recv(), Ok(JobEvent::Message(m)) if matches!(&*m, WsMessage::Other { kind, .. } if kind == "notification"))
         );
         // The backend's own status is not a job's.
         text(
