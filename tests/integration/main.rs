@@ -5,6 +5,7 @@
 
 mod support;
 
+mod browser_current_frontend;
 mod browser_dashboard;
 mod browser_overlay;
 mod dashboard_auth;
