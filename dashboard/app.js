@@ -860,7 +860,7 @@ async function backends(main) {
     ? h("p", { class: "muted" }, "None configured (--backends FILE): every prompt runs on this machine.")
     : h("div", { class: "panel" }, h("table", { id: "backends-table" },
       h("thead", {}, h("tr", {}, ["Name", "Kind", "Health", "Queue", "Last success", "Last error"].map((t) => h("th", {}, t)))),
-      h("tbody", {}, list.map((b) => h("tr", {}, h("td", {}, b.status.name), h("td", {}, b.status.kind),
+      h("tbody", {}, list.map((b) => h("tr", {}, h("td", {}, b.status.name), h("td", {}, b.comfyui_version ? `${b.status.kind} ${b.comfyui_version}` : b.status.kind),
         h("td", {}, badge(b.status.healthy ? "ready" : "failed")), h("td", {}, `${b.status.queue_running} running · ${b.status.queue_pending} pending`),
         h("td", {}, fmtMs(b.last_ok_ms)), h("td", { class: "error-text" }, b.last_error ?? "")))))));
 }

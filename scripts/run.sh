@@ -21,9 +21,13 @@ case " $* " in
   *" --comfyui-dir"* | *" --attach"*) ;;
   *)
     if [ -z "${COMFYHOST_COMFYUI_DIR:-}${COMFYHOST_ATTACH:-}" ]; then
-      python3 -m pip install --user --quiet --disable-pip-version-check comfyui-frontend-package==1.27.10 \
+      # The newest frontend that works with the simulator's default (0.33.0) profile, in its
+      # own directory (1.27.10, for the 0.3.64 profile, stays where it is).
+      fe_dir=${COMFYHOST_FRONTEND_INSTALL_DIR:-$DATA_DIR/frontend-1.58.1}
+      [ -f "$fe_dir/comfyui_frontend_package/static/index.html" ] \
+        || python3 -m pip install --quiet --disable-pip-version-check --target "$fe_dir" comfyui-frontend-package==1.58.1 \
         || echo "run.sh: could not install comfyui-frontend-package; the simulator serves a plain page" >&2
-      frontend=$(python3 -c 'import comfyui_frontend_package as f, os; print(os.path.join(os.path.dirname(f.__file__), "static"))' 2>/dev/null || true)
+      frontend=$fe_dir/comfyui_frontend_package/static
       if [ -n "$frontend" ] && [ -f "$frontend/index.html" ]; then
         extra=(--comfyui-arg --front-end-root --comfyui-arg "$frontend")
       fi

@@ -80,6 +80,15 @@ FRONTEND_VERSION=1.27.10
 if [ "$(python3 -c 'import importlib.metadata as m; print(m.version("comfyui-frontend-package"))' 2>/dev/null)" != "$FRONTEND_VERSION" ]; then
   python3 -m pip install --user --quiet --disable-pip-version-check "comfyui-frontend-package==$FRONTEND_VERSION"
 fi
+# The current frontend (what the simulator's 0.33.0 profile allows), in its own directory so
+# 1.27.10 stays installed too; browser_current_frontend reads it.
+FRONTEND_CURRENT_VERSION=1.58.1
+FRONTEND_CURRENT_TARGET=${CARGO_TARGET_DIR:-target}/frontend-$FRONTEND_CURRENT_VERSION
+case "$FRONTEND_CURRENT_TARGET" in /*) ;; *) FRONTEND_CURRENT_TARGET="$PWD/$FRONTEND_CURRENT_TARGET" ;; esac
+if [ ! -f "$FRONTEND_CURRENT_TARGET/comfyui_frontend_package/static/index.html" ]; then
+  python3 -m pip install --quiet --disable-pip-version-check --target "$FRONTEND_CURRENT_TARGET" "comfyui-frontend-package==$FRONTEND_CURRENT_VERSION"
+fi
+export COMFYHOST_FRONTEND_CURRENT_DIR="$FRONTEND_CURRENT_TARGET/comfyui_frontend_package/static"
 export COMFYHOST_REQUIRE_BROWSER=1
 # axe-core (npm) for the dashboard's accessibility run, pinned, unpacked beside the build outputs.
 AXE_VERSION=4.11.0

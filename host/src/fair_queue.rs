@@ -1,14 +1,22 @@
 //! Per-user fairness in the local ComfyUI queue. ComfyUI runs its queue in order of each
 //! prompt's `number` (and accepts a client-chosen one), so the host assigns numbers by
-//! start-time fair queuing: a user's next prompt gets `max(V, that user's last number) + 1`,
-//! where V is the number of the latest prompt to finish. A user who queues 50 prompts gets
-//! 1, 2, 3, ...; another who arrives later gets V + 1 and runs after at most one of them.
-//! Nobody is starved, and a user alone on the machine sees plain FIFO order.
+//! start-time fair queuing in rounds: a user's next prompt goes into round
+//! `max(V, that user's last round) + 1`, where V is the round of the latest prompt to finish.
+//! A user who queues 50 prompts gets rounds 1, 2, 3, ...; another who arrives later gets round
+//! V + 1 and runs after at most one of them. Nobody is starved, and a user alone on the machine
+//! sees plain FIFO order.
+//!
+//! Numbers are integers, as ComfyUI's own are: `round * ROUND_STRIDE + k`, where `k` counts the
+//! prompts given that round so far (arrival order inside a round, unique numbers). A round that
+//! is full (more lanes than [`ROUND_STRIDE`] at once) spills into the next one.
 
 use std::collections::HashMap;
 use std::sync::Arc;
 
 use parking_lot::Mutex;
+
+/// Numbers per round: the most prompts (one per lane) a round holds.
+pub const ROUND_STRIDE: i64 = 1000;
 
 /// Assigns queue numbers. Cheap to clone.
 #[derive(Clone, Default)]
@@ -18,14 +26,14 @@ pub struct FairQueue {
 
 #[derive(Default)]
 struct State {
-    /// Virtual time: the number of the latest finished prompt.
-    virtual_now: f64,
-    /// Last number given to each lane.
-    last: HashMap<String, f64>,
+    /// Virtual time: the round of the latest finished prompt.
+    virtual_round: i64,
+    /// Last round given to each lane.
+    last: HashMap<String, i64>,
     /// Numbers of unfinished prompts.
-    pending: HashMap<String, f64>,
-    /// Tie-breaker so two lanes never share a number.
-    seq: u64,
+    pending: HashMap<String, i64>,
+    /// Prompts given each round not yet behind virtual time.
+    used: HashMap<i64, i64>,
 }
 
 impl FairQueue {
@@ -35,47 +43,51 @@ impl FairQueue {
 
     /// A number for `prompt_id` submitted in `lane` (a user id, or `client:<id>` for anonymous
     /// browsers).
-    pub fn assign(&self, lane: &str, prompt_id: &str) -> f64 {
+    pub fn assign(&self, lane: &str, prompt_id: &str) -> i64 {
         let mut s = self.inner.lock();
-        s.seq += 1;
-        let start = s
+        let mut round = s
             .last
             .get(lane)
             .copied()
-            .unwrap_or(f64::MIN)
-            .max(s.virtual_now);
-        // Integer steps per lane plus a small arrival-order fraction, so equal starts keep
-        // submission order and numbers stay unique.
-        let number = start.floor() + 1.0 + (s.seq % 1_000_000) as f64 / 1_000_000.0;
-        s.last.insert(lane.to_string(), number);
+            .unwrap_or(i64::MIN)
+            .max(s.virtual_round)
+            .saturating_add(1);
+        while s.used.get(&round).copied().unwrap_or(0) >= ROUND_STRIDE {
+            round = round.saturating_add(1);
+        }
+        let k = s.used.entry(round).or_insert(0);
+        let number = round.saturating_mul(ROUND_STRIDE).saturating_add(*k);
+        *k += 1;
+        s.last.insert(lane.to_string(), round);
         s.pending.insert(prompt_id.to_string(), number);
         number
     }
 
     /// Re-registers a prompt found unfinished at start.
-    pub fn restore(&self, prompt_id: &str, number: f64) {
-        self.inner
-            .lock()
-            .pending
-            .insert(prompt_id.to_string(), number);
+    pub fn restore(&self, prompt_id: &str, number: i64) {
+        let mut s = self.inner.lock();
+        s.pending.insert(prompt_id.to_string(), number);
+        *s.used.entry(number.div_euclid(ROUND_STRIDE)).or_insert(0) += 1;
     }
 
-    /// The prompt ended (any outcome): virtual time moves to its number.
+    /// The prompt ended (any outcome): virtual time moves to its round.
     pub fn done(&self, prompt_id: &str) {
         let mut s = self.inner.lock();
-        if let Some(n) = s.pending.remove(prompt_id)
-            && n > s.virtual_now
-        {
-            s.virtual_now = n;
+        if let Some(n) = s.pending.remove(prompt_id) {
+            let round = n.div_euclid(ROUND_STRIDE);
+            if round > s.virtual_round {
+                s.virtual_round = round;
+            }
         }
     }
 
-    /// Lanes with a number at or below virtual time have no claim left; forget them so the map
-    /// does not grow with every browser ever seen.
+    /// Lanes and rounds at or below virtual time have no claim left; forget them so the maps
+    /// do not grow with every browser ever seen.
     pub fn compact(&self) {
         let mut s = self.inner.lock();
-        let v = s.virtual_now;
-        s.last.retain(|_, n| *n > v);
+        let v = s.virtual_round;
+        s.last.retain(|_, r| *r > v);
+        s.used.retain(|r, _| *r > v);
     }
 }
 
@@ -84,11 +96,11 @@ mod tests {
     use super::*;
 
     fn order(q: &FairQueue, subs: &[(&str, &str)]) -> Vec<String> {
-        let mut v: Vec<(f64, String)> = subs
+        let mut v: Vec<(i64, String)> = subs
             .iter()
             .map(|(lane, id)| (q.assign(lane, id), id.to_string()))
             .collect();
-        v.sort_by(|a, b| a.0.total_cmp(&b.0));
+        v.sort_by_key(|a| a.0);
         v.into_iter().map(|(_, id)| id).collect()
     }
 
@@ -121,7 +133,7 @@ mod tests {
         let b = q.assign("b", "3");
         let a = q.assign("a", "4");
         assert!(b > n2 && a > n2);
-        assert!((b.floor() - a.floor()).abs() < f64::EPSILON);
+        assert_eq!(b / ROUND_STRIDE, a / ROUND_STRIDE);
         q.compact();
     }
 
@@ -144,5 +156,30 @@ mod tests {
         first.sort();
         first.dedup();
         assert_eq!(first.len(), 20);
+    }
+
+    /// Issue 19, finding 5: ComfyUI's numbers are integers; the host's must be too, unique
+    /// and in the fair order.
+    #[test]
+    fn numbers_are_unique_integers_in_fair_order() {
+        let q = FairQueue::new();
+        let a1 = q.assign("a", "a1");
+        let a2 = q.assign("a", "a2");
+        let b1 = q.assign("b", "b1");
+        assert!(a1 < b1 && b1 < a2, "{a1} {b1} {a2}");
+        let json = serde_json::json!({"number": a1}).to_string();
+        assert!(!json.contains('.'), "{json}");
+        let mut all = vec![a1, a2, b1];
+        for i in 0..2500 {
+            all.push(q.assign(&format!("u{i}"), &format!("p{i}")));
+        }
+        let n = all.len();
+        all.sort_unstable();
+        all.dedup();
+        assert_eq!(
+            all.len(),
+            n,
+            "numbers must stay unique when a round is full"
+        );
     }
 }

@@ -22,7 +22,7 @@ use crate::fair_queue::FairQueue;
 use crate::jobs::{JobTracker, LocalSubmission};
 use crate::models::ModelsService;
 use crate::overlay::OverlayDriver;
-use crate::remote::{RemoteJob, RemoteKind, RemoteRunner, Submitted};
+use crate::remote::{BackendKind, RemoteJob, RemoteRunner, Submitted};
 use crate::users::Identity;
 
 /// Runs the plugin chains on every submitted prompt and executes the route.
@@ -277,7 +277,7 @@ impl PluginInterceptor {
                 ComfyErrorBody::new("comfyhost_rejected", reason.clone(), reason),
             )),
             Route::Backend(name) => {
-                self.run_remote(request, prompt_id, user, number, RemoteKind::Comfyui, name)
+                self.run_remote(request, prompt_id, user, number, BackendKind::Comfyui, name)
                     .await
             }
             Route::Serverless(name) => {
@@ -286,7 +286,7 @@ impl PluginInterceptor {
                     prompt_id,
                     user,
                     number,
-                    RemoteKind::Serverless,
+                    BackendKind::Serverless,
                     name,
                 )
                 .await
@@ -299,8 +299,8 @@ impl PluginInterceptor {
         request: PromptRequest,
         prompt_id: &str,
         user: Option<User>,
-        number: f64,
-        kind: RemoteKind,
+        number: i64,
+        kind: BackendKind,
         name: String,
     ) -> Outcome {
         let Some(runner) = self.remote.get().filter(|r| !r.pool().is_empty()) else {

@@ -5,6 +5,7 @@
 
 mod support;
 
+mod browser_current_frontend;
 mod browser_dashboard;
 mod browser_overlay;
 mod browser_trust;
@@ -24,6 +25,7 @@ mod prompt_enhance;
 mod queue_load;
 mod queue_redirect;
 mod real_comfyui;
+mod remote_current;
 mod sandbox_attacks;
 mod shadow_mode;
 mod status_overlay;

@@ -20,6 +20,10 @@ pub struct BackendHealth {
     /// When the backend last answered (ms since the epoch).
     pub last_ok_ms: Option<i64>,
     pub checked_ms: Option<i64>,
+    /// What a remote ComfyUI says it is (`/system_stats` `system.comfyui_version`), once known.
+    pub comfyui_version: Option<String>,
+    /// The frontend version it asks for (`system.required_frontend_version`), once known.
+    pub required_frontend_version: Option<String>,
 }
 
 /// The configured backends and their health. Cheap to clone.
@@ -66,6 +70,8 @@ impl BackendPool {
                     last_error: Some("not checked yet".into()),
                     last_ok_ms: None,
                     checked_ms: None,
+                    comfyui_version: None,
+                    required_frontend_version: None,
                 },
             );
         }
@@ -185,38 +191,50 @@ impl BackendPool {
         });
     }
 
-    /// One round of checks, all backends concurrently.
+    /// One round of checks, all backends concurrently, each through its kind's
+    /// [`crate::remote::backend::RemoteBackend::health`].
     pub async fn check_all(&self) {
-        let comfy = self.inner.config.comfyui.iter().map(|b| async move {
-            let r = self.check_comfy(b).await;
-            (b.name.clone(), r)
+        let names = self
+            .inner
+            .config
+            .comfyui
+            .iter()
+            .map(|b| (b.name.clone(), BackendKind::Comfyui))
+            .chain(
+                self.inner
+                    .config
+                    .serverless
+                    .iter()
+                    .map(|b| (b.name.clone(), BackendKind::Serverless)),
+            );
+        let checks = names.map(|(name, kind)| async move {
+            let r = crate::remote::backend::for_kind(kind)
+                .health(self, &name)
+                .await;
+            (name, r)
         });
-        let serverless = self.inner.config.serverless.iter().map(|b| async move {
-            let r = self.check_serverless(b).await;
-            (b.name.clone(), r)
-        });
-        let (a, b) = futures::future::join(
-            futures::future::join_all(comfy),
-            futures::future::join_all(serverless),
-        )
-        .await;
+        let results = futures::future::join_all(checks).await;
         let now = crate::jobs::now_ms();
         let mut health = self.inner.health.write();
-        for (name, result) in a.into_iter().chain(b) {
+        for (name, result) in results {
             let Some(h) = health.get_mut(&name) else {
                 continue;
             };
             h.checked_ms = Some(now);
             match result {
-                Ok((pending, running)) => {
+                Ok(load) => {
                     if !h.status.healthy {
                         tracing::info!(backend = %name, "backend healthy");
                     }
                     h.status.healthy = true;
-                    h.status.queue_pending = pending;
-                    h.status.queue_running = running;
+                    h.status.queue_pending = load.pending;
+                    h.status.queue_running = load.running;
                     h.last_error = None;
                     h.last_ok_ms = Some(now);
+                    if load.comfyui_version.is_some() {
+                        h.comfyui_version = load.comfyui_version;
+                        h.required_frontend_version = load.required_frontend_version;
+                    }
                 }
                 Err(e) => {
                     if h.status.healthy {
@@ -229,7 +247,8 @@ impl BackendPool {
         }
     }
 
-    async fn get_json(&self, url: &str, bearer: Option<&str>) -> Result<Value, String> {
+    /// `GET url` as JSON (health checks, version probes), with a bearer key when given.
+    pub(crate) async fn get_json(&self, url: &str, bearer: Option<&str>) -> Result<Value, String> {
         let mut req = self.inner.http.get(url);
         if let Some(key) = bearer {
             req = req.bearer_auth(key);
@@ -240,30 +259,6 @@ impl BackendPool {
             return Err(format!("GET {url} answered {status}"));
         }
         resp.json().await.map_err(|e| format!("bad JSON: {e}"))
-    }
-
-    async fn check_comfy(&self, b: &ComfyBackend) -> Result<(u32, u32), String> {
-        let q = self.get_json(&format!("{}/queue", b.url), None).await?;
-        let len = |k: &str| {
-            q.get(k)
-                .and_then(Value::as_array)
-                .map_or(0, |a| u32::try_from(a.len()).unwrap_or(u32::MAX))
-        };
-        Ok((len("queue_pending"), len("queue_running")))
-    }
-
-    async fn check_serverless(&self, b: &ServerlessBackend) -> Result<(u32, u32), String> {
-        let key = api_key(b);
-        let h = self
-            .get_json(&format!("{}/health", b.url), key.as_deref())
-            .await?;
-        // RunPod: {"jobs": {"inQueue", "inProgress", ...}, "workers": {...}}
-        let n = |k: &str| {
-            h["jobs"][k]
-                .as_u64()
-                .map_or(0, |v| u32::try_from(v).unwrap_or(u32::MAX))
-        };
-        Ok((n("inQueue"), n("inProgress")))
     }
 }
 

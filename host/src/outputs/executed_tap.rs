@@ -66,10 +66,7 @@ impl WsTap for ExecutedTap {
         if !matches!(message, WsMessage::Executed(_)) {
             return;
         }
-        let Ok(v) = serde_json::from_str::<Value>(&message.to_text()) else {
-            return;
-        };
-        if let Some(a) = announced(&v) {
+        if let Some(a) = announced(&message.to_value()) {
             let _ = self.tx.send(a);
         }
     }

@@ -1,71 +1,52 @@
 //! ComfyUI WebSocket messages → the WIT `execution-event` a status-overlay plugin sees.
 
+use comfyhost_protocol::WsMessage;
 use comfyhost_runtime::types::{ExecutionEvent, ExecutionFailure};
 use serde_json::Value;
 
-fn strings(v: &Value) -> Vec<String> {
-    v.as_array()
-        .map(|a| {
-            a.iter()
-                .filter_map(Value::as_str)
-                .map(str::to_string)
-                .collect()
-        })
-        .unwrap_or_default()
+/// A `progress` value as the WIT's u32 (ComfyUI sends floats for some nodes: `"max": 20.0`,
+/// seconds, fractions).
+fn as_u32(v: f64) -> u32 {
+    v.clamp(0.0, f64::from(u32::MAX)) as u32
+}
+
+fn non_empty(s: &str) -> Option<String> {
+    (!s.is_empty()).then(|| s.to_string())
 }
 
 /// The event a message means, if any (`status`, previews and end markers mean none).
-pub fn from_message(m: &Value) -> Option<ExecutionEvent> {
-    let d = &m["data"];
-    // ComfyUI sends floats for some nodes (`"max": 20.0`, seconds, fractions).
-    let u32_of = |k: &str| {
-        d[k].as_f64()
-            .map_or(0, |v| v.clamp(0.0, f64::from(u32::MAX)) as u32)
-    };
-    Some(match m["type"].as_str()? {
-        "execution_start" => ExecutionEvent::Started,
-        "execution_cached" => ExecutionEvent::Cached {
-            nodes: strings(&d["nodes"]),
+pub fn from_message(m: &WsMessage) -> Option<ExecutionEvent> {
+    Some(match m {
+        WsMessage::ExecutionStart(_) => ExecutionEvent::Started,
+        WsMessage::ExecutionCached(c) => ExecutionEvent::Cached {
+            nodes: c.nodes.clone(),
         },
-        "executing" => ExecutionEvent::Executing {
-            node: d["node"].as_str()?.to_string(),
+        WsMessage::Executing(e) => ExecutionEvent::Executing {
+            node: e.node.clone()?,
         },
-        "progress" => ExecutionEvent::Progress {
-            node: d["node"].as_str().unwrap_or_default().to_string(),
-            value: u32_of("value"),
-            max: u32_of("max"),
+        WsMessage::Progress(p) => ExecutionEvent::Progress {
+            node: p.node.clone().unwrap_or_default(),
+            value: as_u32(p.value),
+            max: as_u32(p.max),
         },
-        "executed" => ExecutionEvent::Executed {
-            node: d["node"].as_str().unwrap_or_default().to_string(),
-            files: d["output"]
-                .as_object()
-                .into_iter()
-                .flat_map(|o| o.values())
+        WsMessage::Executed(e) => ExecutionEvent::Executed {
+            node: e.node.clone(),
+            files: e
+                .output
+                .values()
                 .filter_map(Value::as_array)
                 .flatten()
                 .filter_map(|f| f["filename"].as_str().map(str::to_string))
                 .collect(),
         },
-        "execution_success" => ExecutionEvent::Succeeded,
-        "execution_interrupted" => ExecutionEvent::Interrupted,
-        "execution_error" => ExecutionEvent::Failed(ExecutionFailure {
-            node_id: d["node_id"]
-                .as_str()
-                .filter(|s| !s.is_empty())
-                .map(str::to_string),
-            node_type: d["node_type"]
-                .as_str()
-                .filter(|s| !s.is_empty())
-                .map(str::to_string),
-            exception_type: d["exception_type"]
-                .as_str()
-                .unwrap_or("Exception")
-                .to_string(),
-            exception_message: d["exception_message"]
-                .as_str()
-                .unwrap_or_default()
-                .to_string(),
-            traceback: strings(&d["traceback"]),
+        WsMessage::ExecutionSuccess(_) => ExecutionEvent::Succeeded,
+        WsMessage::ExecutionInterrupted(_) => ExecutionEvent::Interrupted,
+        WsMessage::ExecutionError(e) => ExecutionEvent::Failed(ExecutionFailure {
+            node_id: non_empty(&e.node_id),
+            node_type: non_empty(&e.node_type),
+            exception_type: e.exception_type.clone(),
+            exception_message: e.exception_message.clone(),
+            traceback: e.traceback.clone(),
         }),
         _ => return None,
     })
@@ -78,15 +59,16 @@ mod tests {
 
     #[test]
     fn maps_every_execution_message() {
-        let ev = |t: &str, d: Value| from_message(&json!({"type": t, "data": d}));
+        let ev =
+            |t: &str, d: Value| from_message(&WsMessage::from_value(json!({"type": t, "data": d})));
         assert_eq!(
-            ev("execution_start", json!({"prompt_id": "p"})),
+            ev("execution_start", json!({"prompt_id": "p", "timestamp": 1})),
             Some(ExecutionEvent::Started)
         );
         assert_eq!(
             ev(
                 "execution_cached",
-                json!({"nodes": ["1", "2"], "prompt_id": "p"})
+                json!({"nodes": ["1", "2"], "prompt_id": "p", "timestamp": 1})
             ),
             Some(ExecutionEvent::Cached {
                 nodes: vec!["1".into(), "2".into()]
@@ -120,7 +102,8 @@ mod tests {
         let Some(ExecutionEvent::Failed(f)) = ev(
             "execution_error",
             json!({"node_id": "3", "node_type": "KSampler", "exception_type": "RuntimeError",
-                   "exception_message": "boom", "traceback": ["t"], "prompt_id": "p"}),
+                   "exception_message": "boom", "traceback": ["t"], "prompt_id": "p",
+                   "executed": [], "current_inputs": {}, "current_outputs": {}, "timestamp": 1}),
         ) else {
             panic!("expected a failure")
         };

@@ -156,12 +156,17 @@ impl OverlayDriver {
     }
 
     /// A ComfyUI message on its way to a browser (local tap or remote relay).
-    pub fn observe(&self, message: &Value) {
-        let Some(prompt_id) = message["data"]["prompt_id"].as_str() else {
+    pub fn observe(&self, message: &WsMessage) {
+        let Some(prompt_id) = message.prompt_id() else {
             return;
         };
-        if message["type"] == "progress" {
-            self.progress(prompt_id, &message["data"]);
+        if let WsMessage::Progress(p) = message {
+            self.progress(
+                prompt_id,
+                p.node.as_deref().unwrap_or_default(),
+                p.value,
+                p.max,
+            );
         } else if let Some(ev) = events::from_message(message) {
             self.event(prompt_id, ev);
         }
@@ -170,10 +175,10 @@ impl OverlayDriver {
     /// A `progress` message (`value`/`max` are floats for some nodes). Passed on at most every
     /// 250 ms or 5 %, and its end once; as sampler steps only for sampler nodes, otherwise as
     /// "still running this node" (no "step n/m" for seconds, tiles or fractions).
-    fn progress(&self, prompt_id: &str, data: &Value) {
-        let node = data["node"].as_str().unwrap_or_default().to_string();
-        let value = data["value"].as_f64().unwrap_or(0.0).max(0.0);
-        let max = data["max"].as_f64().unwrap_or(0.0).max(0.0);
+    fn progress(&self, prompt_id: &str, node: &str, value: f64, max: f64) {
+        let node = node.to_string();
+        let value = value.max(0.0);
+        let max = max.max(0.0);
         let event = {
             let mut jobs = self.inner.jobs.lock();
             let Some(job) = jobs.get_mut(prompt_id) else {
@@ -334,9 +339,7 @@ impl WsTap for OverlayDriver {
         if self.inner.jobs.lock().is_empty() {
             return;
         }
-        if let Ok(v) = serde_json::from_str::<Value>(&message.to_text()) {
-            self.observe(&v);
-        }
+        self.observe(message);
     }
 }
 

@@ -6,14 +6,18 @@
 use std::collections::HashSet;
 use std::time::Instant;
 
-use comfyhost_store::RemoteJobRow;
+use comfyhost_store::{BackendKind, RemoteJobRow};
 use http::StatusCode;
 use serde_json::{Map, Value, json};
 
-use super::comfy_socket::JobEvents;
+use comfyhost_protocol::WsMessage;
+
+use super::backend::QueueLoad;
+use super::comfy_socket::{JobEvent, JobEvents};
 use super::messages::{self, Failure};
 use super::outputs::{self, FileRef, OutputCache};
 use super::{RemoteJob, RemoteRunner, Submitted, refusal};
+use crate::backends::BackendPool;
 use crate::jobs::OutputRef;
 
 /// Sends the job to `preferred`, failing over to the next healthy backend when one cannot be
@@ -39,7 +43,7 @@ pub async fn submit(runner: &RemoteRunner, job: RemoteJob, preferred: &str) -> S
             map.remove("number");
             map.remove("front");
         }
-        let mut row = runner.new_row(&job, "comfyui", &backend.name);
+        let mut row = runner.new_row(&job, BackendKind::Comfyui, &backend.name);
         // Subscribe first: the backend may start before its answer reaches us.
         let events = socket.subscribe(&job.prompt_id);
         let sent = runner
@@ -63,14 +67,7 @@ pub async fn submit(runner: &RemoteRunner, job: RemoteJob, preferred: &str) -> S
                 socket.unsubscribe(&job.prompt_id);
                 // ComfyUI's own validation answer, passed through with its detail.
                 let body: Value = resp.json().await.unwrap_or_else(|_| json!({}));
-                let failure = Failure::routing(
-                    "PromptRejected",
-                    format!(
-                        "{} rejected the prompt: {}",
-                        backend.name, body["error"]["message"]
-                    ),
-                );
-                runner.finish_failed(&mut row, &failure, true);
+                runner.finish_rejected(&mut row, &body);
                 return Submitted::Refused {
                     status: StatusCode::BAD_REQUEST,
                     body,
@@ -97,7 +94,7 @@ pub async fn submit(runner: &RemoteRunner, job: RemoteJob, preferred: &str) -> S
         "No remote ComfyUI could take the prompt: {}",
         errors.join("; ")
     );
-    let mut row = runner.new_row(&job, "comfyui", preferred);
+    let mut row = runner.new_row(&job, BackendKind::Comfyui, preferred);
     runner.finish_failed(
         &mut row,
         &Failure::routing("BackendUnavailable", &message),
@@ -108,6 +105,35 @@ pub async fn submit(runner: &RemoteRunner, job: RemoteJob, preferred: &str) -> S
         "comfyhost_route_unavailable",
         &message,
     )
+}
+
+/// One health check of the remote ComfyUI `name`: the lengths of its `GET /queue` lists, and
+/// its version from `GET /system_stats` (learned, not assumed; absent when it does not say).
+pub async fn health(pool: &BackendPool, name: &str) -> Result<QueueLoad, String> {
+    let Some(b) = pool.comfy(name) else {
+        return Err(format!("no remote ComfyUI named {name:?} is configured"));
+    };
+    let queue_url = format!("{}/queue", b.url);
+    let stats_url = format!("{}/system_stats", b.url);
+    let (q, stats) = futures::future::join(
+        pool.get_json(&queue_url, None),
+        pool.get_json(&stats_url, None),
+    )
+    .await;
+    let q = q?;
+    let system = stats.ok().map(|s| s["system"].clone()).unwrap_or_default();
+    let text = |k: &str| system[k].as_str().map(str::to_string);
+    let len = |k: &str| {
+        q.get(k)
+            .and_then(Value::as_array)
+            .map_or(0, |a| u32::try_from(a.len()).unwrap_or(u32::MAX))
+    };
+    Ok(QueueLoad {
+        pending: len("queue_pending"),
+        running: len("queue_running"),
+        comfyui_version: text("comfyui_version"),
+        required_frontend_version: text("required_frontend_version"),
+    })
 }
 
 /// Picks up a job found unfinished at start.
@@ -146,7 +172,8 @@ fn truncate(s: &str, n: usize) -> &str {
 }
 
 fn spawn_follower(runner: &RemoteRunner, row: RemoteJobRow, events: Option<JobEvents>) {
-    let cancel = runner.track(&row.prompt_id, &row.backend, "comfyui");
+    let cancel = runner.track(&row.prompt_id, &row.backend, BackendKind::Comfyui);
+    runner.emit_status(&row);
     let runner = runner.clone();
     let span =
         tracing::info_span!("remote_job", prompt_id = %row.prompt_id, backend = %row.backend);
@@ -229,51 +256,54 @@ impl<'a> Follower<'a> {
         }
     }
 
-    async fn on_message(&mut self, msg: Value) {
-        let kind = msg["type"].as_str().unwrap_or_default().to_string();
-        let data = &msg["data"];
+    async fn on_message(&mut self, event: JobEvent) {
         self.missing_since = None;
-        match kind.as_str() {
-            "execution_start" => {
+        let msg = match event {
+            JobEvent::Binary(frame) => {
+                self.runner.emit_binary(&self.row, frame);
+                return;
+            }
+            JobEvent::Message(m) => *m,
+        };
+        match &msg {
+            WsMessage::ExecutionStart(_) => {
                 self.runner.set_running(&mut self.row);
                 self.runner.emit(&self.row, &msg);
             }
-            "executed" => {
-                let node = data["node"].as_str().unwrap_or_default().to_string();
-                let output = data["output"].clone();
-                if let Err(e) = self.fetch_files(&outputs::node_files(&output)).await {
-                    tracing::warn!(error = %e, "output not fetched yet; history will retry");
+            WsMessage::Executed(e) => {
+                let output = Value::Object(e.output.clone());
+                if let Err(err) = self.fetch_files(&outputs::node_files(&output)).await {
+                    tracing::warn!(error = %err, "output not fetched yet; history will retry");
                     return;
                 }
-                let mut relayed = msg.clone();
-                relayed["data"]["output"] =
-                    outputs::rewrite_node_output(&self.row.prompt_id, &output);
-                self.runner.emit(&self.row, &relayed);
-                self.relayed.insert(node);
+                let mut relayed = e.clone();
+                if let Value::Object(o) = outputs::rewrite_node_output(&self.row.prompt_id, &output)
+                {
+                    relayed.output = o;
+                }
+                self.runner.emit(&self.row, &WsMessage::Executed(relayed));
+                self.relayed.insert(e.node.clone());
             }
-            "execution_error" => {
+            WsMessage::ExecutionError(e) => {
                 self.runner.emit(&self.row, &msg);
                 self.error_relayed = true;
-                let f = Failure::from_execution_error(data);
+                let f = Failure::from_error(e);
                 self.runner.finish_failed(&mut self.row, &f, true);
                 self.done = true;
             }
-            "execution_interrupted" => {
+            WsMessage::ExecutionInterrupted(_) => {
                 self.runner.emit(&self.row, &msg);
                 self.runner.finish_interrupted(&mut self.row, true);
                 self.done = true;
             }
-            "execution_success" => self.settle_from_history().await,
+            WsMessage::ExecutionSuccess(_) => self.settle_from_history().await,
             // Our own end marker follows the outcome; the backend's would come too early.
-            "executing" if data["node"].is_null() => {}
-            _ => {
-                if self.row.state != "running"
-                    && matches!(kind.as_str(), "executing" | "progress" | "execution_cached")
-                {
-                    self.runner.set_running(&mut self.row);
-                }
+            WsMessage::Executing(e) if e.node.is_none() => {}
+            WsMessage::Executing(_) | WsMessage::Progress(_) | WsMessage::ExecutionCached(_) => {
+                self.runner.set_running(&mut self.row);
                 self.runner.emit(&self.row, &msg);
             }
+            _ => self.runner.emit(&self.row, &msg),
         }
     }
 

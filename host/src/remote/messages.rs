@@ -1,47 +1,46 @@
-//! ComfyUI WebSocket messages the host sends on behalf of a job that runs elsewhere, with the
-//! field sets ComfyUI 0.3.64 uses (see `comfy_execution` / `execution.py`).
+//! ComfyUI WebSocket messages the host sends on behalf of a job that runs elsewhere, built as
+//! the protocol crate's typed [`WsMessage`]s (the field sets ComfyUI sends, see
+//! `comfy_execution` / `execution.py`).
 
-use serde_json::{Value, json};
+use comfyhost_protocol::WsMessage;
+use comfyhost_protocol::ws::{ExecutionError, ExecutionInterrupted};
+use serde_json::{Map, Value, json};
 
-fn now_ms() -> i64 {
-    crate::jobs::now_ms()
+fn now_ms() -> u64 {
+    u64::try_from(crate::jobs::now_ms()).unwrap_or(0)
 }
 
-pub fn message(kind: &str, data: Value) -> Value {
-    json!({"type": kind, "data": data})
-}
-
-pub fn execution_start(prompt_id: &str) -> Value {
-    message(
-        "execution_start",
-        json!({"prompt_id": prompt_id, "timestamp": now_ms()}),
+pub fn executed(prompt_id: &str, node: &str, output: &Value) -> WsMessage {
+    WsMessage::executed(
+        prompt_id,
+        node,
+        output.as_object().cloned().unwrap_or_else(Map::new),
     )
 }
 
-pub fn executed(prompt_id: &str, node: &str, output: &Value) -> Value {
-    message(
-        "executed",
-        json!({"node": node, "display_node": node, "output": output, "prompt_id": prompt_id}),
-    )
+pub fn execution_start(prompt_id: &str) -> WsMessage {
+    WsMessage::execution_start(prompt_id, now_ms())
 }
 
-pub fn execution_success(prompt_id: &str) -> Value {
-    message(
-        "execution_success",
-        json!({"prompt_id": prompt_id, "timestamp": now_ms()}),
-    )
+pub fn execution_success(prompt_id: &str) -> WsMessage {
+    WsMessage::execution_success(prompt_id, now_ms())
 }
 
-pub fn execution_interrupted(prompt_id: &str, node: Option<&str>) -> Value {
-    message(
-        "execution_interrupted",
-        json!({"prompt_id": prompt_id, "node_id": node, "node_type": null, "executed": [], "timestamp": now_ms()}),
-    )
+/// `execution_interrupted`; `node` is the node that was running, when known (ComfyUI always
+/// names one; a job stopped before it started has none, sent as an empty string).
+pub fn execution_interrupted(prompt_id: &str, node: Option<&str>) -> WsMessage {
+    WsMessage::ExecutionInterrupted(ExecutionInterrupted {
+        prompt_id: prompt_id.to_string(),
+        node_id: node.unwrap_or_default().to_string(),
+        node_type: String::new(),
+        executed: Vec::new(),
+        timestamp: now_ms(),
+    })
 }
 
 /// The end marker the frontend waits for.
-pub fn executing_done(prompt_id: &str) -> Value {
-    message("executing", json!({"node": null, "prompt_id": prompt_id}))
+pub fn executing_done(prompt_id: &str) -> WsMessage {
+    WsMessage::executing_done(prompt_id)
 }
 
 /// What went wrong, in ComfyUI's `execution_error` terms.
@@ -87,22 +86,30 @@ impl Failure {
         }
     }
 
-    pub fn to_message(&self, prompt_id: &str) -> Value {
-        message(
-            "execution_error",
-            json!({
-                "prompt_id": prompt_id,
-                "node_id": self.node_id.clone().unwrap_or_default(),
-                "node_type": self.node_type.clone().unwrap_or_default(),
-                "executed": [],
-                "exception_message": self.exception_message,
-                "exception_type": self.exception_type,
-                "traceback": self.traceback,
-                "current_inputs": {},
-                "current_outputs": {},
-                "timestamp": now_ms(),
-            }),
-        )
+    pub fn to_message(&self, prompt_id: &str) -> WsMessage {
+        WsMessage::ExecutionError(ExecutionError {
+            prompt_id: prompt_id.to_string(),
+            node_id: self.node_id.clone().unwrap_or_default(),
+            node_type: self.node_type.clone().unwrap_or_default(),
+            executed: Vec::new(),
+            exception_message: self.exception_message.clone(),
+            exception_type: self.exception_type.clone(),
+            traceback: self.traceback.clone(),
+            current_inputs: json!({}),
+            current_outputs: json!({}),
+            timestamp: now_ms(),
+        })
+    }
+
+    /// From a typed `execution_error`.
+    pub fn from_error(e: &ExecutionError) -> Self {
+        Self {
+            node_id: Some(e.node_id.clone()).filter(|s| !s.is_empty()),
+            node_type: Some(e.node_type.clone()).filter(|s| !s.is_empty()),
+            exception_type: e.exception_type.clone(),
+            exception_message: e.exception_message.clone(),
+            traceback: e.traceback.clone(),
+        }
     }
 
     /// For the job record and `comfyhost.job_failed`.
@@ -127,7 +134,7 @@ mod tests {
             "node_id": "3", "node_type": "KSampler", "exception_type": "RuntimeError",
             "exception_message": "CUDA out of memory", "traceback": ["a", "b"]
         }));
-        let m = f.to_message("p1");
+        let m = f.to_message("p1").to_value();
         let d = &m["data"];
         for k in [
             "prompt_id",
@@ -145,5 +152,17 @@ mod tests {
         }
         assert_eq!(d["node_type"], "KSampler");
         assert_eq!(d["traceback"][1], "b");
+    }
+
+    /// Issue 14, point 1: `node_id` is a string, as the protocol declares (was `null`).
+    #[test]
+    fn interrupted_names_its_node_as_a_string() {
+        let m = execution_interrupted("p", None).to_value();
+        assert_eq!(m["data"]["node_id"], "");
+        let m = execution_interrupted("p", Some("3")).to_value();
+        assert_eq!(m["data"]["node_id"], "3");
+        for k in ["prompt_id", "node_id", "node_type", "executed", "timestamp"] {
+            assert!(m["data"].get(k).is_some(), "missing {k}");
+        }
     }
 }

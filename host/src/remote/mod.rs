@@ -5,6 +5,7 @@
 //! `/queue` ([`views`]). Every job is persisted (`remote_jobs` + `jobs`) and picked up again
 //! after a host restart.
 
+pub mod backend;
 pub mod comfy;
 pub mod comfy_socket;
 pub mod jobs_view;
@@ -17,7 +18,9 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 
+use comfyhost_protocol::{ComfyErrorBody, WsMessage};
 use comfyhost_proxy::{HostEvent, ProxyState};
+pub use comfyhost_store::BackendKind;
 use comfyhost_store::{JobRecord, RemoteJobRow, Store};
 use http::StatusCode;
 use parking_lot::Mutex;
@@ -38,8 +41,8 @@ pub struct RemoteJob {
     pub prompt_id: String,
     pub client_id: Option<String>,
     pub user_id: Option<String>,
-    /// Queue number the browser sees.
-    pub number: f64,
+    /// Queue number the browser sees (an integer, as ComfyUI's).
+    pub number: i64,
     /// The `/prompt` body after the plugins (`prompt`, `extra_data`, ...).
     pub request: Value,
 }
@@ -57,7 +60,7 @@ pub enum Submitted {
 #[derive(Debug, Clone)]
 struct Active {
     backend: String,
-    kind: &'static str,
+    kind: BackendKind,
     cancel: CancellationToken,
 }
 
@@ -144,11 +147,8 @@ impl RemoteRunner {
     }
 
     /// Runs `job` where the router said: a named ComfyUI backend or serverless endpoint.
-    pub async fn submit(&self, job: RemoteJob, kind: RemoteKind, name: &str) -> Submitted {
-        match kind {
-            RemoteKind::Comfyui => comfy::submit(self, job, name).await,
-            RemoteKind::Serverless => serverless::submit(self, job, name).await,
-        }
+    pub async fn submit(&self, job: RemoteJob, kind: BackendKind, name: &str) -> Submitted {
+        backend::for_kind(kind).submit(self, job, name).await
     }
 
     /// Whether `prompt_id` is a remote job the host is following now.
@@ -165,10 +165,7 @@ impl RemoteRunner {
             return false;
         };
         tracing::info!(prompt_id, backend = %active.backend, "cancelling remote job");
-        match active.kind {
-            "comfyui" => comfy::cancel(self, &row).await,
-            _ => serverless::cancel(self, &row).await,
-        }
+        backend::for_kind(active.kind).cancel(self, &row).await;
         // A running job ends through its follower (the backend reports the interruption); one
         // that never started will not be reported by anyone, so it ends here.
         if row.state != "running" {
@@ -183,14 +180,8 @@ impl RemoteRunner {
         for row in self.inner.store.remote_jobs(true, 10_000)? {
             tracing::info!(prompt_id = %row.prompt_id, backend = %row.backend, state = %row.state,
                 "resuming a remote job from an earlier run");
-            self.inner.fair.restore(&row.prompt_id, row.number);
-            match row.kind.as_str() {
-                "comfyui" => comfy::resume(self, row),
-                "serverless" => serverless::resume(self, row),
-                other => {
-                    tracing::error!(prompt_id = %row.prompt_id, kind = other, "unknown remote job kind")
-                }
-            }
+            self.inner.fair.restore(&row.prompt_id, row.number as i64);
+            backend::for_kind(row.kind).resume(self, row);
         }
         Ok(())
     }
@@ -201,7 +192,7 @@ impl RemoteRunner {
         self.inner.sockets.get(backend)
     }
 
-    fn track(&self, prompt_id: &str, backend: &str, kind: &'static str) -> CancellationToken {
+    fn track(&self, prompt_id: &str, backend: &str, kind: BackendKind) -> CancellationToken {
         let cancel = self.inner.cancel.child_token();
         self.inner.active.lock().insert(
             prompt_id.to_string(),
@@ -221,13 +212,33 @@ impl RemoteRunner {
     }
 
     /// Sends a ComfyUI-native message to the job's browser, if it is connected.
-    fn emit(&self, row: &RemoteJobRow, message: &Value) {
+    fn emit(&self, row: &RemoteJobRow, message: &WsMessage) {
         self.inner.overlay.observe(message);
+        let value = message.to_value();
         if let Some(client) = &row.client_id
-            && let Err(e) = self.inner.proxy.ws().relay_comfy_message(client, message)
+            && let Err(e) = self.inner.proxy.ws().relay_comfy_message(client, &value)
         {
             tracing::debug!(prompt_id = %row.prompt_id, error = %e, "browser not reachable for a job event");
         }
+    }
+
+    /// Sends a ComfyUI binary frame of the job's run (preview, `progress_text`, preview with
+    /// metadata) to its browser, as received.
+    fn emit_binary(&self, row: &RemoteJobRow, frame: bytes::Bytes) {
+        if let Some(client) = &row.client_id
+            && let Err(e) = self.inner.proxy.ws().relay_comfy_binary(client, frame)
+        {
+            tracing::debug!(prompt_id = %row.prompt_id, error = %e, "browser not reachable for a binary frame");
+        }
+    }
+
+    /// Sends the job's browser a `status` whose `queue_remaining` counts the remote jobs
+    /// unfinished now, so the page's active counter (and the current frontend's queue panel,
+    /// which refreshes on `status`) includes them; its local ComfyUI's own `status` messages
+    /// follow as usual.
+    fn emit_status(&self, row: &RemoteJobRow) {
+        let active = self.inner.active.lock().len();
+        self.emit(row, &WsMessage::status(active as u64));
     }
 
     /// Sends a `comfyhost.*` notice to the job's browser.
@@ -256,10 +267,9 @@ impl RemoteRunner {
             client_id: row.client_id.clone(),
             user_id: row.user_id.clone(),
             route: Some(
-                if row.kind == "comfyui" {
-                    "backend"
-                } else {
-                    "serverless"
+                match row.kind {
+                    BackendKind::Comfyui => "backend",
+                    BackendKind::Serverless => "serverless",
                 }
                 .into(),
             ),
@@ -312,7 +322,7 @@ impl RemoteRunner {
         row.state = "failed".into();
         let msgs = json!([[
             "execution_error",
-            failure.to_message(&row.prompt_id)["data"]
+            failure.to_message(&row.prompt_id).to_value()["data"]
         ]]);
         row.history_json =
             Some(views::history_entry(row, &json!({}), "error", false, msgs).to_string());
@@ -331,6 +341,24 @@ impl RemoteRunner {
             "comfyhost.job_failed",
             json!({"prompt_id": row.prompt_id, "status": "failed", "backend": row.backend, "error": failure.to_record()}),
         );
+        self.end(row, Vec::new());
+    }
+
+    /// The backend refused the prompt at validation (HTTP 400): like a local refusal, the job
+    /// never entered a queue and ends `rejected`, with the backend's answer (which the browser
+    /// gets as the `/prompt` answer). No history entry: ComfyUI keeps none for it either.
+    fn finish_rejected(&self, row: &mut RemoteJobRow, answer: &Value) {
+        tracing::info!(prompt_id = %row.prompt_id, backend = %row.backend, "remote backend rejected the prompt");
+        row.state = "rejected".into();
+        let record = JobRecord {
+            finished_ms: Some(crate::jobs::now_ms()),
+            error_json: Some(
+                json!({"type": "comfyui_rejected", "backend": row.backend, "answer": answer})
+                    .to_string(),
+            ),
+            ..Self::base_record(row, "rejected")
+        };
+        self.save(row, record);
         self.end(row, Vec::new());
     }
 
@@ -355,6 +383,7 @@ impl RemoteRunner {
     fn end(&self, row: &RemoteJobRow, outputs: Vec<OutputRef>) {
         self.inner.fair.done(&row.prompt_id);
         self.inner.active.lock().remove(&row.prompt_id);
+        self.emit_status(row);
         self.inner.jobs.announce(FinishedJob {
             prompt_id: row.prompt_id.clone(),
             client_id: row.client_id.clone(),
@@ -365,15 +394,15 @@ impl RemoteRunner {
     }
 
     /// The row for a new job, persisted before anything leaves the host.
-    fn new_row(&self, job: &RemoteJob, kind: &str, backend: &str) -> RemoteJobRow {
+    fn new_row(&self, job: &RemoteJob, kind: BackendKind, backend: &str) -> RemoteJobRow {
         let row = RemoteJobRow {
             prompt_id: job.prompt_id.clone(),
-            kind: kind.to_string(),
+            kind,
             backend: backend.to_string(),
             remote_id: None,
             client_id: job.client_id.clone(),
             user_id: job.user_id.clone(),
-            number: job.number,
+            number: job.number as f64,
             state: "submitting".into(),
             request_json: job.request.to_string(),
             history_json: None,
@@ -426,26 +455,18 @@ impl RemoteRunner {
     }
 }
 
-/// Which kind of remote a route names.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum RemoteKind {
-    Comfyui,
-    Serverless,
-}
-
 /// A refusal in ComfyUI's `/prompt` error shape, so the frontend shows it in its dialog.
 pub fn refusal(status: StatusCode, kind: &str, message: &str) -> Submitted {
+    let body = ComfyErrorBody::new(kind, message, message);
     Submitted::Refused {
         status,
-        body: json!({
-            "error": {"type": kind, "message": message, "details": message, "extra_info": {}},
-            "node_errors": {}
-        }),
+        body: serde_json::to_value(body).unwrap_or(Value::Null),
     }
 }
 
 impl RemoteRunner {
-    /// Remote jobs for `/queue` (unfinished) or `/history` (all, newest 10 000).
+    /// Remote jobs for `/queue` (unfinished) or `/history` (all, newest 10 000). Rejected ones
+    /// never entered a queue and are left out, as ComfyUI leaves out prompts it refused.
     pub fn store_rows(&self, unfinished_only: bool) -> Vec<RemoteJobRow> {
         self.inner
             .store
@@ -454,11 +475,19 @@ impl RemoteRunner {
                 tracing::error!(error = %e, "cannot read remote jobs");
                 Vec::new()
             })
+            .into_iter()
+            .filter(|r| r.state != "rejected")
+            .collect()
     }
 
-    /// One remote job's row, finished or not.
+    /// One remote job's row, finished or not (not a rejected one).
     pub fn store_row(&self, prompt_id: &str) -> Option<RemoteJobRow> {
-        self.inner.store.remote_job(prompt_id).ok().flatten()
+        self.inner
+            .store
+            .remote_job(prompt_id)
+            .ok()
+            .flatten()
+            .filter(|r| r.state != "rejected")
     }
 
     /// The `/history/{id}` entry of a finished remote job.

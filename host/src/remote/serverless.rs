@@ -11,19 +11,44 @@
 use std::time::{Duration, Instant};
 
 use base64::Engine;
-use comfyhost_store::RemoteJobRow;
+use comfyhost_store::{BackendKind, RemoteJobRow};
 use http::StatusCode;
 use serde_json::{Map, Value, json};
 
+use super::backend::QueueLoad;
 use super::messages::{self, Failure};
 use super::outputs::{FileRef, OutputCache};
 use super::{RemoteJob, RemoteRunner, Submitted, refusal};
-use crate::backends::ServerlessBackend;
 use crate::backends::pool::api_key;
+use crate::backends::{BackendPool, ServerlessBackend};
 use crate::jobs::OutputRef;
 
 /// How often a waiting browser hears that the job is still queued.
 const QUEUED_NOTICE_EVERY: Duration = Duration::from_secs(5);
+
+/// One health check of the serverless endpoint `name` (RunPod `GET /health`:
+/// `{"jobs": {"inQueue", "inProgress", ...}, "workers": {...}}`).
+pub async fn health(pool: &BackendPool, name: &str) -> Result<QueueLoad, String> {
+    let Some(b) = pool.serverless(name) else {
+        return Err(format!(
+            "no serverless endpoint named {name:?} is configured"
+        ));
+    };
+    let key = api_key(b);
+    let h = pool
+        .get_json(&format!("{}/health", b.url), key.as_deref())
+        .await?;
+    let n = |k: &str| {
+        h["jobs"][k]
+            .as_u64()
+            .map_or(0, |v| u32::try_from(v).unwrap_or(u32::MAX))
+    };
+    Ok(QueueLoad {
+        pending: n("inQueue"),
+        running: n("inProgress"),
+        ..QueueLoad::default()
+    })
+}
 
 pub async fn submit(runner: &RemoteRunner, job: RemoteJob, name: &str) -> Submitted {
     let Some(endpoint) = runner.inner.pool.serverless(name).cloned() else {
@@ -39,7 +64,7 @@ pub async fn submit(runner: &RemoteRunner, job: RemoteJob, name: &str) -> Submit
             return refusal(StatusCode::BAD_REQUEST, "comfyhost_missing_input", &message);
         }
     };
-    let mut row = runner.new_row(&job, "serverless", name);
+    let mut row = runner.new_row(&job, BackendKind::Serverless, name);
     let body = json!({"input": {"workflow": job.request["prompt"], "images": images}});
     let mut req = runner
         .inner
@@ -169,7 +194,8 @@ async fn input_images(runner: &RemoteRunner, prompt: &Value) -> Result<Vec<Value
 }
 
 fn spawn_follower(runner: &RemoteRunner, row: RemoteJobRow, endpoint: ServerlessBackend) {
-    let cancel = runner.track(&row.prompt_id, &row.backend, "serverless");
+    let cancel = runner.track(&row.prompt_id, &row.backend, BackendKind::Serverless);
+    runner.emit_status(&row);
     let runner = runner.clone();
     let span =
         tracing::info_span!("remote_job", prompt_id = %row.prompt_id, backend = %row.backend);

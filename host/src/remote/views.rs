@@ -36,7 +36,7 @@ pub fn queue_item(row: &RemoteJobRow) -> Value {
         map.insert("client_id".into(), json!(c));
     }
     json!([
-        row.number,
+        super::jobs_view::priority(row.number),
         row.prompt_id,
         req.get("prompt").cloned().unwrap_or_else(|| json!({})),
         extra,

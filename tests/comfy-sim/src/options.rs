@@ -52,6 +52,9 @@ pub struct SimOptions {
     pub crash_after_prompts: Option<u64>,
     /// `--sim-profile {current,0.3.64}`: which ComfyUI version to imitate (default current).
     pub profile: Profile,
+    /// `--sim-progress-text`: samplers also send `progress_text` (binary type 3) each step, as
+    /// API nodes and some custom nodes do in a real ComfyUI. Off by default.
+    pub progress_text: bool,
 }
 
 impl Default for SimOptions {
@@ -78,6 +81,7 @@ impl Default for SimOptions {
             node_delay: Duration::from_millis(30),
             crash_after_prompts: None,
             profile: Profile::default(),
+            progress_text: false,
         }
     }
 }
@@ -123,7 +127,7 @@ pub fn usage() -> String {
      \x20                 --use-ck-attention]\n\
      \x20                [--sim-startup-delay-ms MS] [--sim-node-delay-ms MS]\n\
      \x20                [--sim-crash-after-prompts N] [--sim-models-dir DIR]\n\
-     \x20                [--sim-profile {current,0.3.64}]\n\
+     \x20                [--sim-profile {current,0.3.64}] [--sim-progress-text]\n\
      \n\
      A ComfyUI simulator (0.33.0 by default, 0.3.64 with --sim-profile 0.3.64).\n\
      Unknown flags are accepted and logged.\n"
@@ -185,6 +189,7 @@ impl SimOptions {
                 "--sim-node-delay-ms" => {
                     o.node_delay = Duration::from_millis(parse_num(&flag, value(true)?)?)
                 }
+                "--sim-progress-text" => o.progress_text = true,
                 "--sim-crash-after-prompts" => {
                     o.crash_after_prompts = Some(parse_num(&flag, value(true)?)?)
                 }

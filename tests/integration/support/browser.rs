@@ -25,6 +25,21 @@ fn require() -> bool {
     std::env::var("COMFYHOST_REQUIRE_BROWSER").is_ok_and(|v| v == "1")
 }
 
+/// Like [`prereqs`], with the current frontend (1.58.x) from `COMFYHOST_FRONTEND_CURRENT_DIR`
+/// (its `static` directory; `scripts/test.sh` installs it next to 1.27.10). `None` to skip.
+pub fn prereqs_current_frontend() -> Option<Prereqs> {
+    let dir = std::env::var_os("COMFYHOST_FRONTEND_CURRENT_DIR")
+        .map(PathBuf::from)
+        .filter(|d| d.join("index.html").exists());
+    let Some(frontend) = dir else {
+        let why = "browser test skipped: COMFYHOST_FRONTEND_CURRENT_DIR (the static directory of comfyui-frontend-package 1.58.x) is not set";
+        assert!(!require(), "{why} but COMFYHOST_REQUIRE_BROWSER=1");
+        eprintln!("{why}");
+        return None;
+    };
+    prereqs().map(|p| Prereqs { frontend, ..p })
+}
+
 /// Finds Chromium and the frontend's static files; `None` (after printing why) to skip.
 pub fn prereqs() -> Option<Prereqs> {
     let chromium = std::env::var_os("COMFYHOST_CHROMIUM")

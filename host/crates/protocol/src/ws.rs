@@ -158,13 +158,92 @@ impl WsMessage {
 
     /// The message as a text frame.
     pub fn to_text(&self) -> String {
-        let value = match self {
+        self.to_value().to_string()
+    }
+
+    /// The message as JSON (`{"type": ..., "data": {...}}`), for consumers that keep JSON.
+    pub fn to_value(&self) -> Value {
+        match self {
             WsMessage::Other { kind, data } => {
                 serde_json::json!({ "type": kind, "data": data })
             }
             known => serde_json::to_value(known).unwrap_or(Value::Null),
-        };
-        value.to_string()
+        }
+    }
+
+    /// A message from its JSON form; unknown types become [`WsMessage::Other`] and a known
+    /// type with data that does not fit is kept as `Other` too, so nothing is dropped.
+    pub fn from_value(raw: Value) -> Self {
+        let kind = raw
+            .get("type")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_string();
+        if KNOWN.contains(&kind.as_str())
+            && let Ok(m) = serde_json::from_value(raw.clone())
+        {
+            return m;
+        }
+        WsMessage::Other {
+            kind,
+            data: raw.get("data").cloned().unwrap_or(Value::Null),
+        }
+    }
+
+    /// `executing` with `node: null`: the end of a prompt, the marker the frontend waits for.
+    pub fn executing_done(prompt_id: &str) -> Self {
+        WsMessage::Executing(Executing {
+            node: None,
+            display_node: None,
+            prompt_id: Some(prompt_id.to_string()),
+        })
+    }
+
+    /// `execution_start` at `timestamp` (ms).
+    pub fn execution_start(prompt_id: &str, timestamp: u64) -> Self {
+        WsMessage::ExecutionStart(PromptTimestamp {
+            prompt_id: prompt_id.to_string(),
+            timestamp,
+            extra: Map::new(),
+        })
+    }
+
+    /// `execution_success` at `timestamp` (ms).
+    pub fn execution_success(prompt_id: &str, timestamp: u64) -> Self {
+        WsMessage::ExecutionSuccess(PromptTimestamp {
+            prompt_id: prompt_id.to_string(),
+            timestamp,
+            extra: Map::new(),
+        })
+    }
+
+    /// `executed` for `node` (its own display node) with a UI `output`.
+    pub fn executed(prompt_id: &str, node: &str, output: Map<String, Value>) -> Self {
+        WsMessage::Executed(Executed {
+            node: node.to_string(),
+            display_node: Some(node.to_string()),
+            output,
+            prompt_id: prompt_id.to_string(),
+        })
+    }
+
+    /// `status` with `queue_remaining` (no `sid`: only the first status of a socket has one).
+    pub fn status(queue_remaining: u64) -> Self {
+        WsMessage::Status(Status {
+            status: StatusInner {
+                exec_info: ExecInfo { queue_remaining },
+            },
+            sid: None,
+        })
+    }
+
+    /// The prompt id in the data of an unknown message type (custom nodes that follow
+    /// ComfyUI's convention), or of a known one ([`WsMessage::prompt_id`]).
+    pub fn any_prompt_id(&self) -> Option<&str> {
+        match self {
+            WsMessage::Other { data, .. } => data.get("prompt_id").and_then(Value::as_str),
+            known => known.prompt_id(),
+        }
     }
 
     /// The `type` string.
@@ -262,6 +341,39 @@ mod tests {
         ] {
             assert!(seen.contains(kind), "recordings never showed {kind}");
         }
+    }
+
+    /// Issue 14, point 1: what the host builds itself has the recorded field sets, with a
+    /// string `node_id` in `execution_interrupted` as ComfyUI sends.
+    #[test]
+    fn constructors_have_the_recorded_shapes() {
+        let done = WsMessage::executing_done("p").to_value();
+        assert_eq!(
+            done,
+            serde_json::json!({"type": "executing", "data": {"node": null, "prompt_id": "p"}})
+        );
+        let start = WsMessage::execution_start("p", 5).to_value();
+        assert_eq!(
+            start,
+            serde_json::json!({"type": "execution_start", "data": {"prompt_id": "p", "timestamp": 5}})
+        );
+        let i = WsMessage::ExecutionInterrupted(ExecutionInterrupted {
+            prompt_id: "p".into(),
+            node_id: "3".into(),
+            node_type: "KSampler".into(),
+            executed: vec![],
+            timestamp: 1,
+        });
+        assert!(i.to_value()["data"]["node_id"].is_string());
+        let st = WsMessage::status(2).to_text();
+        assert_eq!(
+            st,
+            r#"{"type":"status","data":{"status":{"exec_info":{"queue_remaining":2}}}}"#
+        );
+        // A known type with data that does not fit is kept, not lost.
+        let odd = WsMessage::from_value(serde_json::json!({"type": "executed", "data": {"x": 1}}));
+        assert_eq!(odd.kind(), "executed");
+        assert!(matches!(odd, WsMessage::Other { .. }));
     }
 
     #[test]

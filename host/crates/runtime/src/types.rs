@@ -22,12 +22,8 @@ pub struct Submission {
     pub flags: Vec<(String, String)>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum BackendKind {
-    Comfyui,
-    Serverless,
-}
+/// One enum for the backend kind across the host (defined next to the column that stores it).
+pub use comfyhost_store::BackendKind;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct BackendStatus {

@@ -8,6 +8,7 @@
 //! versioned by [`migrations`].
 
 mod activity;
+mod backend_kind;
 mod error;
 mod jobs;
 mod kv;
@@ -28,6 +29,7 @@ use parking_lot::Mutex;
 use rusqlite::Connection;
 
 pub use activity::{Activity, ActivityRetention, NewActivity};
+pub use backend_kind::BackendKind;
 pub use error::StoreError;
 pub use jobs::{JobRecord, JobRetention, MAX_KEPT_WORKFLOW_BYTES};
 pub use kv::{DEFAULT_KV_MAX_BYTES, KvLimits, MAX_KEY_BYTES, MAX_VALUE_BYTES};

@@ -5,14 +5,14 @@
 use rusqlite::{OptionalExtension, Row, params};
 use serde::{Deserialize, Serialize};
 
-use crate::{Store, StoreError};
+use crate::{BackendKind, Store, StoreError};
 
 /// One remote job as stored.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct RemoteJobRow {
     pub prompt_id: String,
-    /// `comfyui` or `serverless`.
-    pub kind: String,
+    /// Which kind of remote runs it (stored as `comfyui` / `serverless`).
+    pub kind: BackendKind,
     /// Backend or endpoint name from the host configuration.
     pub backend: String,
     /// The remote's own id (serverless job id); `None` until the remote accepted it.
@@ -143,7 +143,7 @@ mod tests {
     fn job(id: &str, number: f64, state: &str) -> RemoteJobRow {
         RemoteJobRow {
             prompt_id: id.into(),
-            kind: "comfyui".into(),
+            kind: BackendKind::Comfyui,
             backend: "gpu-a".into(),
             number,
             state: state.into(),

@@ -114,6 +114,7 @@ pub async fn execute(sim: &Sim, cache: &mut Cache, item: &QueueItem) -> Outcome 
         temp: &temp,
         node_delay: sim.opts.node_delay,
         previews: sim.opts.previews_enabled(),
+        progress_text: sim.opts.progress_text,
     };
     let extra_pnginfo = item.extra_data.get("extra_pnginfo");
     let mut failure: Option<(String, String, NodeError, HashMap<String, SimValue>)> = None;

@@ -158,6 +158,8 @@ pub struct NodeDirs<'p> {
     pub node_delay: Duration,
     /// Whether samplers send binary previews.
     pub previews: bool,
+    /// Whether samplers send `progress_text` frames (`--sim-progress-text`).
+    pub progress_text: bool,
 }
 
 /// Runs one node.
@@ -317,6 +319,13 @@ async fn ksampler(ctx: &mut NodeCtx<'_, '_>, dirs: &NodeDirs<'_>) -> Result<Node
             _ = sim.interrupt_notify.notified() => return Err(NodeError::Interrupted),
         }
         ctx.progress.update(ctx.node_id, json!(step), json!(steps));
+        if dirs.progress_text {
+            sim.hub.send_progress_text(
+                &format!("step {step}/{steps}"),
+                ctx.node_id,
+                ctx.progress.client(),
+            );
+        }
         if dirs.previews {
             let shade = (step * 255 / steps) as u8;
             let preview = png::solid(

@@ -55,7 +55,9 @@ pub async fn system_stats(State(sim): State<Arc<Sim>>) -> Response {
         && let Some(system) = body.get_mut("system").and_then(|s| s.as_object_mut())
     {
         // 0.33.0 adds these two keys (after `required_templates_version` / `embedded_python`).
-        system.shift_insert(7, "comfy_package_versions".into(), json!({}));
+        // A list, as ComfyUI sends it (frontend 1.58 iterates it); empty: the simulator has
+        // no pip packages to report.
+        system.shift_insert(7, "comfy_package_versions".into(), json!([]));
         let argv_at = system.len() - 1;
         system.shift_insert(argv_at, "deploy_environment".into(), json!("local"));
     }

@@ -33,6 +33,8 @@ pub struct Hub {
 
 /// Binary event type of a preview image (`BinaryEventTypes.PREVIEW_IMAGE`).
 pub const PREVIEW_IMAGE: u32 = 1;
+/// Binary event type of a node's progress text (`BinaryEventTypes.TEXT`).
+pub const TEXT: u32 = 3;
 /// Binary event type of a preview with metadata (`PREVIEW_IMAGE_WITH_METADATA`).
 pub const PREVIEW_IMAGE_WITH_METADATA: u32 = 4;
 
@@ -138,6 +140,30 @@ impl Hub {
             None => {
                 for c in clients.values() {
                     let _ = c.tx.send(Outgoing::Binary(pick(c)));
+                }
+            }
+        }
+    }
+
+    /// `send_progress_text(text, node_id, sid)`: type 3, then the node id's length (4 bytes,
+    /// big-endian), the node id and the UTF-8 text.
+    pub fn send_progress_text(&self, text: &str, node_id: &str, sid: Option<&str>) {
+        let mut b = Vec::with_capacity(8 + node_id.len() + text.len());
+        b.extend_from_slice(&TEXT.to_be_bytes());
+        b.extend_from_slice(&(node_id.len() as u32).to_be_bytes());
+        b.extend_from_slice(node_id.as_bytes());
+        b.extend_from_slice(text.as_bytes());
+        let frame = Bytes::from(b);
+        let clients = self.lock();
+        match sid {
+            Some(sid) => {
+                if let Some(c) = clients.get(sid) {
+                    let _ = c.tx.send(Outgoing::Binary(frame));
+                }
+            }
+            None => {
+                for c in clients.values() {
+                    let _ = c.tx.send(Outgoing::Binary(frame.clone()));
                 }
             }
         }

@@ -9,7 +9,7 @@ use bytes::Bytes;
 use comfyhost_protocol::WsMessage;
 use parking_lot::Mutex;
 use tokio::sync::mpsc;
-use tokio_tungstenite::tungstenite::Utf8Bytes;
+use tokio_tungstenite::tungstenite::{Message, Utf8Bytes};
 
 use super::host_event::HostEvent;
 use super::tap::WsTap;
@@ -27,7 +27,8 @@ pub enum InjectError {
 
 struct Slot {
     conn: u64,
-    tx: mpsc::Sender<Utf8Bytes>,
+    /// Frames injected into this socket (host notices, relayed remote-job messages).
+    tx: mpsc::Sender<Message>,
 }
 
 /// How long a message kept for an absent page waits for it to come back.
@@ -132,12 +133,23 @@ impl WsHub {
         self.send_text(client_id, Utf8Bytes::from(message.to_string()))
     }
 
+    /// Queue a ComfyUI-native binary frame (a preview, `progress_text`, a preview with
+    /// metadata: 4-byte event type, then the payload) for the browser socket `client_id`, for
+    /// jobs the host runs elsewhere. Passed as received.
+    pub fn relay_comfy_binary(&self, client_id: &str, frame: Bytes) -> Result<(), InjectError> {
+        self.send_frame(client_id, Message::Binary(frame))
+    }
+
     fn send_text(&self, client_id: &str, text: Utf8Bytes) -> Result<(), InjectError> {
+        self.send_frame(client_id, Message::Text(text))
+    }
+
+    fn send_frame(&self, client_id: &str, frame: Message) -> Result<(), InjectError> {
         let clients = self.clients.lock();
         let slot = clients
             .get(client_id)
             .ok_or_else(|| InjectError::NotConnected(client_id.to_string()))?;
-        slot.tx.try_send(text).map_err(|e| match e {
+        slot.tx.try_send(frame).map_err(|e| match e {
             mpsc::error::TrySendError::Full(_) => InjectError::QueueFull(client_id.to_string()),
             mpsc::error::TrySendError::Closed(_) => {
                 InjectError::NotConnected(client_id.to_string())
@@ -151,7 +163,7 @@ impl WsHub {
         self.clients
             .lock()
             .values()
-            .filter(|slot| slot.tx.try_send(text.clone()).is_ok())
+            .filter(|slot| slot.tx.try_send(Message::Text(text.clone())).is_ok())
             .count()
     }
 
@@ -173,11 +185,11 @@ impl WsHub {
     pub(crate) fn register(
         self: &Arc<Self>,
         client_id: String,
-        tx: mpsc::Sender<Utf8Bytes>,
+        tx: mpsc::Sender<Message>,
     ) -> Registration {
         let conn = self.next_conn.fetch_add(1, Ordering::Relaxed);
         for text in self.kept.lock().take(&client_id) {
-            if tx.try_send(text).is_err() {
+            if tx.try_send(Message::Text(text)).is_err() {
                 tracing::debug!(%client_id, "a kept message did not fit the new socket's queue");
             }
         }
@@ -262,7 +274,7 @@ mod tests {
             hub.send_to("x", &ev),
             Err(InjectError::QueueFull("x".into()))
         );
-        assert_eq!(rx.recv().await.unwrap().as_str(), ev.to_text());
+        assert_eq!(rx.recv().await.unwrap().to_text().unwrap(), ev.to_text());
         assert_eq!(hub.broadcast(&ev), 1);
         drop(reg);
         assert!(!hub.is_connected("x"));
@@ -278,11 +290,22 @@ mod tests {
         assert!(rx_other.try_recv().is_err());
         let (tx, mut rx) = mpsc::channel(4);
         let _reg = hub.register("away".into(), tx);
-        assert_eq!(rx.recv().await.unwrap().as_str(), ev.to_text());
+        assert_eq!(rx.recv().await.unwrap().to_text().unwrap(), ev.to_text());
         // Delivered once.
         let (tx2, mut rx2) = mpsc::channel(4);
         let _again = hub.register("away".into(), tx2);
         assert!(rx2.try_recv().is_err());
+    }
+
+    /// Issue 19, finding 3: binary frames of a remote job reach the page as binary frames.
+    #[tokio::test]
+    async fn binary_frames_are_relayed_as_binary() {
+        let hub = Arc::new(WsHub::new(vec![]));
+        let (tx, mut rx) = mpsc::channel(4);
+        let _reg = hub.register("x".into(), tx);
+        let frame = Bytes::from_static(&[0, 0, 0, 3, 0, 0, 0, 1, b'3', b'h', b'i']);
+        hub.relay_comfy_binary("x", frame.clone()).unwrap();
+        assert_eq!(rx.recv().await.unwrap(), Message::Binary(frame));
     }
 
     #[test]

@@ -165,7 +165,7 @@ where
         reconnect,
     } = ctx;
     let (mut b_tx, mut b_rx) = browser.split();
-    let (inject_tx, mut inject_rx) = mpsc::channel::<Utf8Bytes>(injection_queue);
+    let (inject_tx, mut inject_rx) = mpsc::channel::<Message>(injection_queue);
     let mut registration: Option<Registration> =
         client_id.map(|id| hub.register(id, inject_tx.clone()));
     let mut upstream: Option<Upstream> = upstream.map(StreamExt::split);
@@ -246,8 +246,8 @@ where
             }
             None => {
                 tokio::select! {
-                    Some(text) = inject_rx.recv() => {
-                        if b_tx.send(Message::Text(text)).await.is_err() {
+                    Some(frame) = inject_rx.recv() => {
+                        if b_tx.send(frame).await.is_err() {
                             break SessionEnd::BrowserGone;
                         }
                     }
@@ -359,7 +359,7 @@ enum Step {
 /// One thing to handle while connected.
 enum Incoming {
     Upstream(Option<Result<Message, WsError>>),
-    Injected(Utf8Bytes),
+    Injected(Message),
     Browser(Option<Result<Message, WsError>>),
 }
 
@@ -367,8 +367,8 @@ enum Incoming {
 async fn connected_step<BT, BR>(
     hub: &Arc<WsHub>,
     registration: &mut Option<Registration>,
-    inject_tx: &mpsc::Sender<Utf8Bytes>,
-    inject_rx: &mut mpsc::Receiver<Utf8Bytes>,
+    inject_tx: &mpsc::Sender<Message>,
+    inject_rx: &mut mpsc::Receiver<Message>,
     b_tx: &mut BT,
     b_rx: &mut BR,
     u_tx: &mut SplitSink<UpstreamSocket, Message>,
@@ -383,7 +383,7 @@ where
     let first = tokio::select! {
         biased;
         msg = u_rx.next() => Incoming::Upstream(msg),
-        Some(text) = inject_rx.recv() => Incoming::Injected(text),
+        Some(frame) = inject_rx.recv() => Incoming::Injected(frame),
         msg = b_rx.next() => Incoming::Browser(msg),
     };
     if let Incoming::Browser(msg) = first {
@@ -417,7 +417,7 @@ where
     let mut fed = 0usize;
     while let Some(incoming) = item.take() {
         let msg = match incoming {
-            Incoming::Injected(text) => Message::Text(text),
+            Incoming::Injected(frame) => frame,
             Incoming::Upstream(Some(Ok(msg))) => msg,
             Incoming::Upstream(Some(Err(e))) => {
                 let _ = b_tx.flush().await;
@@ -479,7 +479,7 @@ where
 fn observe_text(
     hub: &Arc<WsHub>,
     registration: &mut Option<Registration>,
-    inject_tx: &mpsc::Sender<Utf8Bytes>,
+    inject_tx: &mpsc::Sender<Message>,
     text: &Utf8Bytes,
 ) {
     if registration.is_none()
