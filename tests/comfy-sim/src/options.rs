@@ -52,6 +52,8 @@ pub struct SimOptions {
     pub crash_after_prompts: Option<u64>,
     /// `--sim-profile {current,0.3.64}`: which ComfyUI version to imitate (default current).
     pub profile: Profile,
+    /// `--multi-user`: the `comfy-user` header picks the user directory (see [`crate::users`]).
+    pub multi_user: bool,
 }
 
 impl Default for SimOptions {
@@ -78,6 +80,7 @@ impl Default for SimOptions {
             node_delay: Duration::from_millis(30),
             crash_after_prompts: None,
             profile: Profile::default(),
+            multi_user: false,
         }
     }
 }
@@ -116,6 +119,7 @@ pub fn usage() -> String {
     "usage: comfy-sim [-h] [--listen [IP]] [--port PORT] [--output-directory DIR]\n\
      \x20                [--input-directory DIR] [--user-directory DIR] [--temp-directory DIR]\n\
      \x20                [--extra-model-paths-config PATH] [--cpu] [--disable-auto-launch]\n\
+     \x20                [--multi-user]\n\
      \x20                [--front-end-root DIR] [--enable-cors-header [ORIGIN]]\n\
      \x20                [--preview-method {none,auto,latent2rgb,taesd}] [--max-upload-size MB]\n\
      \x20                [--use-split-cross-attention | --use-quad-cross-attention |\n\
@@ -178,6 +182,7 @@ impl SimOptions {
                 "--preview-method" => o.preview_method = value(true)?.unwrap_or_default(),
                 "--max-upload-size" => o.max_upload_size_mb = parse_num(&flag, value(true)?)?,
                 "--cpu" => o.cpu = true,
+                "--multi-user" => o.multi_user = true,
                 "--disable-auto-launch" => o.disable_auto_launch = true,
                 "--sim-startup-delay-ms" => {
                     o.startup_delay = Duration::from_millis(parse_num(&flag, value(true)?)?)
