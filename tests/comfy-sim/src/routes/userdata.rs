@@ -168,18 +168,19 @@ fn write_settings(path: &std::path::Path, settings: &Map<String, Value>) -> bool
         && serde_json::to_vec_pretty(settings).is_ok_and(|b| std::fs::write(path, b).is_ok())
 }
 
-/// `comfy.settings.json` of the request's user; an unknown user is `HTTPUnauthorized`.
-fn settings_path(sim: &Sim, headers: &HeaderMap) -> Result<PathBuf, Response> {
+/// `comfy.settings.json` of the request's user; `None` for an unknown user (ComfyUI answers
+/// `HTTPUnauthorized`).
+fn settings_path(sim: &Sim, headers: &HeaderMap) -> Option<PathBuf> {
     user_root(sim, headers)
+        .ok()
         .map(|root| root.join("comfy.settings.json"))
-        .map_err(|_| unauthorized())
 }
 
 /// `GET /settings`.
 pub async fn get_settings(State(sim): State<Arc<Sim>>, headers: HeaderMap) -> Response {
     match settings_path(&sim, &headers) {
-        Ok(path) => json_response(StatusCode::OK, &Value::Object(read_settings(&path))),
-        Err(r) => r,
+        Some(path) => json_response(StatusCode::OK, &Value::Object(read_settings(&path))),
+        None => unauthorized(),
     }
 }
 
@@ -192,9 +193,8 @@ pub async fn post_settings(
     let Ok(Value::Object(new)) = serde_json::from_slice::<Value>(&body) else {
         return internal_error();
     };
-    let path = match settings_path(&sim, &headers) {
-        Ok(p) => p,
-        Err(r) => return r,
+    let Some(path) = settings_path(&sim, &headers) else {
+        return unauthorized();
     };
     let mut s = read_settings(&path);
     s.extend(new);
@@ -212,11 +212,11 @@ pub async fn get_setting(
     Path(id): Path<String>,
 ) -> Response {
     match settings_path(&sim, &headers) {
-        Ok(path) => json_response(
+        Some(path) => json_response(
             StatusCode::OK,
             read_settings(&path).get(&id).unwrap_or(&Value::Null),
         ),
-        Err(r) => r,
+        None => unauthorized(),
     }
 }
 
@@ -230,9 +230,8 @@ pub async fn post_setting(
     let Ok(v) = serde_json::from_slice::<Value>(&body) else {
         return internal_error();
     };
-    let path = match settings_path(&sim, &headers) {
-        Ok(p) => p,
-        Err(r) => return r,
+    let Some(path) = settings_path(&sim, &headers) else {
+        return unauthorized();
     };
     let mut s = read_settings(&path);
     s.insert(id, v);
