@@ -90,7 +90,13 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         tracing::info!(choice = ?r.decision.choice, flags = ?r.decision.flags, "attention decision");
     }
 
-    let sup_config = comfy_launch::supervisor_config(&args, &flags)?;
+    let mut sup_config = comfy_launch::supervisor_config(&args, &flags)?;
+    crate::isolation::comfy_users::configure_launch(
+        &mut sup_config,
+        &args,
+        &store,
+        gpu.as_ref().and_then(|r| r.accepted_flags.as_ref()),
+    );
     let supervisor = Arc::new(
         Supervisor::spawn(sup_config, cancel.child_token())
             .context("starting the ComfyUI supervisor")?,
@@ -318,6 +324,11 @@ fn router(
     let api_path = format!("{prefix}/comfyhost/api");
     let jobs = state.jobs.clone();
     let proxy = comfyhost_proxy::router(proxy);
+    let comfy_users = crate::isolation::comfy_users::ComfyUsers::new(
+        proxy.clone(),
+        prefix.clone(),
+        isolation.clone(),
+    );
     // ComfyUI's endpoints (answered in part by the host, or proxied) are counted and timed.
     let gate = crate::isolation::gate::Gate {
         isolation: isolation.clone(),
@@ -332,6 +343,10 @@ fn router(
         isolation.clone(),
     )
     .merge(proxy)
+    .layer(axum::middleware::from_fn_with_state(
+        comfy_users,
+        crate::isolation::comfy_users::comfy_user,
+    ))
     .layer(axum::middleware::from_fn_with_state(
         gate.clone(),
         crate::isolation::gate::bind_client_id,

@@ -80,4 +80,29 @@ async fn browser_student_signs_in_from_the_comfyui_page_and_runs_a_workflow() {
         jobs.to_string().contains("student07"),
         "the job is not recorded as the student's: {jobs}"
     );
+    // A setting the page saves lands in the student's own ComfyUI user directory (the host
+    // picks `comfy-user`; the page went straight in, without ComfyUI's user picker).
+    b.eval(
+        "(async () => { await window.comfyAPI.api.api.storeSetting('Comfy.WorkshopCheck', 'student07'); return true; })()",
+    )
+    .await;
+    let user_dir = host
+        .output_dir()
+        .parent()
+        .expect("comfyui dir")
+        .join("user");
+    let users: Value =
+        serde_json::from_slice(&std::fs::read(user_dir.join("users.json")).expect("users.json"))
+            .expect("users.json");
+    let id = users
+        .as_object()
+        .and_then(|m| m.iter().find(|(_, n)| *n == "comfyhost-user-student07"))
+        .map(|(id, _)| id.clone())
+        .unwrap_or_else(|| panic!("student07 is not a ComfyUI user: {users}"));
+    let saved = std::fs::read_to_string(user_dir.join(&id).join("comfy.settings.json"))
+        .expect("the student's settings file");
+    assert!(saved.contains("Comfy.WorkshopCheck"), "{saved}");
+    let shared =
+        std::fs::read_to_string(user_dir.join("default/comfy.settings.json")).unwrap_or_default();
+    assert!(!shared.contains("Comfy.WorkshopCheck"), "{shared}");
 }

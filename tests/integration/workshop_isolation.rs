@@ -3,7 +3,8 @@
 //! interrupt, delete, clear, cancel and free act only on what the caller owns; prompt ids are
 //! unique per host; another user's output images are not served by `/view`; odd `POST /prompt` bodies are refused in ComfyUI's shape before ComfyUI;
 //! `POST /history {clear|delete}` works (owner-filtered); sign-in required redirects the page
-//! and refuses anonymous API use.
+//! and refuses anonymous API use. Saved workflows and settings are per user (ComfyUI's
+//! `--multi-user`, the host picks the `comfy-user`), shared again with isolation off.
 
 use std::time::{Duration, Instant};
 
@@ -707,4 +708,353 @@ async fn a_client_id_belongs_to_the_user_who_first_used_it() {
     // Anonymous (sign-in off): a fresh id too.
     workshop(&host, json!({"sign_in_required": false})).await;
     assert_ne!(socket_sid(&host, "alice-page", None).await, "alice-page");
+}
+
+/// One request with a raw body and optional `comfy-user` header; answers status and body text.
+async fn raw(
+    host: &Host,
+    who: As<'_>,
+    method: reqwest::Method,
+    path: &str,
+    body: Option<&str>,
+    comfy_user: Option<&str>,
+) -> (u16, String) {
+    let mut req = Host::client().request(method, host.url(path));
+    if let As::Token(t) = who {
+        req = req.bearer_auth(t);
+    }
+    if let Some(u) = comfy_user {
+        req = req.header("comfy-user", u);
+    }
+    if let Some(b) = body {
+        req = req.body(b.to_string());
+    }
+    let r = req.send().await.expect("request");
+    let status = r.status().as_u16();
+    (status, r.text().await.unwrap_or_default())
+}
+
+/// ComfyUI's `users.json` of the host's local ComfyUI (`{id: name}`).
+fn comfy_users_file(host: &Host) -> Value {
+    let dir = host
+        .output_dir()
+        .parent()
+        .expect("comfyui dir")
+        .join("user");
+    serde_json::from_slice(&std::fs::read(dir.join("users.json")).expect("users.json"))
+        .expect("users.json is JSON")
+}
+
+const WF: &str = "/api/userdata/workflows%2Fmine.json";
+
+async fn user_data_per_user(host: &Host, current: bool) {
+    use reqwest::Method;
+    let alice = create_user(host, "alice").await;
+    let bob = create_user(host, "bob").await;
+    workshop(host, json!({"sign_in_required": false})).await;
+    let (a, b) = (As::Token(&alice), As::Token(&bob));
+
+    // The page goes straight in: no user list, so no user picker.
+    let (s, users) = raw(host, a, Method::GET, "/api/users", None, None).await;
+    assert_eq!(s, 200);
+    assert_eq!(
+        serde_json::from_str::<Value>(&users).unwrap(),
+        json!({"storage": "server", "migrated": true})
+    );
+    let (s, _) = raw(
+        host,
+        b,
+        Method::POST,
+        "/api/users",
+        Some(r#"{"username": "x"}"#),
+        None,
+    )
+    .await;
+    assert_eq!(s, 403, "students cannot register ComfyUI users");
+
+    // Alice saves a workflow and a setting.
+    let (s, body) = raw(
+        host,
+        a,
+        Method::POST,
+        &format!("{WF}?overwrite=false"),
+        Some(r#"{"a": 1}"#),
+        None,
+    )
+    .await;
+    assert_eq!(s, 200, "{body}");
+    let (s, _) = raw(
+        host,
+        a,
+        Method::POST,
+        "/api/settings/Comfy.ColorPalette",
+        Some(r#""dark""#),
+        None,
+    )
+    .await;
+    assert_eq!(s, 200);
+    assert_eq!(
+        raw(host, a, Method::GET, WF, None, None).await,
+        (200, r#"{"a": 1}"#.to_string())
+    );
+    let (s, list) = raw(
+        host,
+        a,
+        Method::GET,
+        "/api/userdata?dir=workflows",
+        None,
+        None,
+    )
+    .await;
+    assert_eq!(
+        (s, serde_json::from_str::<Value>(&list).unwrap()),
+        (200, json!(["mine.json"]))
+    );
+    assert_eq!(
+        raw(
+            host,
+            a,
+            Method::GET,
+            "/api/settings/Comfy.ColorPalette",
+            None,
+            None
+        )
+        .await
+        .1,
+        r#""dark""#
+    );
+
+    // Each ComfyUI user is registered once: alice, bob (none yet), ...
+    let ids = comfy_users_file(host);
+    let id_of = |name: &str| {
+        ids.as_object()
+            .unwrap()
+            .iter()
+            .find(|(_, n)| n.as_str() == Some(name))
+            .map(|(id, _)| id.clone())
+            .unwrap_or_else(|| panic!("{name} in {ids}"))
+    };
+    let alice_id = id_of("comfyhost-user-alice");
+
+    // Bob cannot read, list, overwrite or delete hers, even naming her ComfyUI user.
+    for hdr in [None, Some(alice_id.as_str())] {
+        assert_eq!(raw(host, b, Method::GET, WF, None, hdr).await.0, 404);
+        assert_eq!(
+            raw(
+                host,
+                b,
+                Method::GET,
+                "/api/userdata?dir=workflows",
+                None,
+                hdr
+            )
+            .await
+            .0,
+            404
+        );
+        assert_eq!(raw(host, b, Method::DELETE, WF, None, hdr).await.0, 404);
+        assert_eq!(
+            raw(
+                host,
+                b,
+                Method::GET,
+                "/api/settings/Comfy.ColorPalette",
+                None,
+                hdr
+            )
+            .await
+            .1,
+            "null"
+        );
+        let (s, all) = raw(host, b, Method::GET, "/api/settings", None, hdr).await;
+        assert_eq!((s, all.as_str()), (200, "{}"));
+        if current {
+            let (s, v2) = raw(host, b, Method::GET, "/api/v2/userdata?path=", None, hdr).await;
+            assert_eq!((s, v2.as_str()), (200, "[]"));
+        }
+        // Anonymous visitors are one more user.
+        assert_eq!(
+            raw(host, As::Anonymous, Method::GET, WF, None, hdr).await.0,
+            404
+        );
+    }
+    // Bob's own are separate: no conflict with hers, and hers are unchanged.
+    let (s, _) = raw(
+        host,
+        b,
+        Method::POST,
+        &format!("{WF}?overwrite=false"),
+        Some(r#"{"b": 2}"#),
+        Some(&alice_id),
+    )
+    .await;
+    assert_eq!(s, 200);
+    let (s, _) = raw(
+        host,
+        b,
+        Method::POST,
+        "/api/settings",
+        Some(r#"{"Comfy.ColorPalette": "light"}"#),
+        Some(&alice_id),
+    )
+    .await;
+    assert_eq!(s, 200);
+    assert_eq!(
+        raw(host, b, Method::GET, WF, None, None).await.1,
+        r#"{"b": 2}"#
+    );
+    assert_eq!(
+        raw(host, a, Method::GET, WF, None, None).await.1,
+        r#"{"a": 1}"#
+    );
+    assert_eq!(
+        raw(
+            host,
+            a,
+            Method::GET,
+            "/api/settings/Comfy.ColorPalette",
+            None,
+            None
+        )
+        .await
+        .1,
+        r#""dark""#
+    );
+    assert_eq!(
+        raw(
+            host,
+            b,
+            Method::GET,
+            "/api/settings/Comfy.ColorPalette",
+            None,
+            None
+        )
+        .await
+        .1,
+        r#""light""#
+    );
+    if current {
+        let (s, v2) = raw(
+            host,
+            a,
+            Method::GET,
+            "/api/v2/userdata?path=workflows",
+            None,
+            None,
+        )
+        .await;
+        assert_eq!(s, 200);
+        let v2: Value = serde_json::from_str(&v2).unwrap();
+        assert_eq!(v2[0]["path"], "workflows/mine.json", "{v2}");
+    }
+    // Bob deletes his own; hers stays.
+    assert_eq!(raw(host, b, Method::DELETE, WF, None, None).await.0, 204);
+    assert_eq!(raw(host, a, Method::GET, WF, None, None).await.0, 200);
+    // The admin has a space of their own while isolation is on.
+    assert_eq!(
+        raw(host, As::Token(ADMIN_TOKEN), Method::GET, WF, None, None)
+            .await
+            .0,
+        404
+    );
+    let names: Vec<String> = comfy_users_file(host)
+        .as_object()
+        .unwrap()
+        .values()
+        .filter_map(|v| v.as_str().map(str::to_string))
+        .collect();
+    for n in [
+        "default",
+        "comfyhost-user-alice",
+        "comfyhost-user-bob",
+        "comfyhost-anonymous",
+        "comfyhost-admin",
+    ] {
+        assert_eq!(
+            names.iter().filter(|x| *x == n).count(),
+            1,
+            "{n} once in {names:?}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn saved_workflows_and_settings_are_per_user() {
+    let host = Host::builder().start().await;
+    user_data_per_user(&host, true).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn saved_workflows_and_settings_are_per_user_on_0_3_64() {
+    let host = Host::builder()
+        .arg("--comfyui-arg=--sim-profile")
+        .arg("--comfyui-arg=0.3.64")
+        .start()
+        .await;
+    user_data_per_user(&host, false).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn isolation_off_shares_saved_workflows_as_before() {
+    use reqwest::Method;
+    let host = Host::builder().start().await;
+    let alice = create_user(&host, "alice").await;
+    let bob = create_user(&host, "bob").await;
+    workshop(&host, json!({"isolation": false})).await;
+    let (s, _) = raw(
+        &host,
+        As::Token(&alice),
+        Method::POST,
+        WF,
+        Some(r#"{"a": 1}"#),
+        None,
+    )
+    .await;
+    assert_eq!(s, 200);
+    let (s, _) = raw(
+        &host,
+        As::Token(&alice),
+        Method::POST,
+        "/api/settings/Comfy.ColorPalette",
+        Some(r#""dark""#),
+        None,
+    )
+    .await;
+    assert_eq!(s, 200);
+    // Everyone shares ComfyUI's `default` user, as without comfyhost.
+    for who in [As::Token(ADMIN_TOKEN), As::Token(&bob)] {
+        assert_eq!(
+            raw(&host, who, Method::GET, WF, None, None).await,
+            (200, r#"{"a": 1}"#.to_string())
+        );
+        assert_eq!(
+            raw(
+                &host,
+                who,
+                Method::GET,
+                "/api/settings/Comfy.ColorPalette",
+                None,
+                None
+            )
+            .await
+            .1,
+            r#""dark""#
+        );
+    }
+    let user_dir = host.output_dir().parent().unwrap().join("user");
+    assert!(user_dir.join("default/workflows/mine.json").is_file());
+    // A client's own comfy-user header does not pick another space either.
+    assert_eq!(
+        raw(
+            &host,
+            As::Token(&bob),
+            Method::GET,
+            WF,
+            None,
+            Some("nobody")
+        )
+        .await
+        .0,
+        200
+    );
 }

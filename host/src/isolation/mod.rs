@@ -7,10 +7,12 @@
 //!
 //! The route handlers in [`crate::comfy_routes`] ask this module; the filters over ComfyUI's
 //! JSON shapes live in [`views`], the sign-in gate and page in [`gate`], and the checks of
-//! `POST /prompt` bodies in [`body_check`].
+//! `POST /prompt` bodies in [`body_check`], per-user saved workflows and settings (ComfyUI's
+//! `--multi-user`) in [`comfy_users`].
 
 pub mod body_check;
 pub mod client_ids;
+pub mod comfy_users;
 pub mod files;
 pub mod gate;
 pub mod settings;

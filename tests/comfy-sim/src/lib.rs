@@ -25,6 +25,7 @@ pub mod pyjson;
 pub mod routes;
 pub mod startup;
 pub mod state;
+pub mod users;
 pub mod validation;
 pub mod ws;
 

@@ -55,6 +55,8 @@ pub struct SimOptions {
     /// `--sim-progress-text`: samplers also send `progress_text` (binary type 3) each step, as
     /// API nodes and some custom nodes do in a real ComfyUI. Off by default.
     pub progress_text: bool,
+    /// `--multi-user`: the `comfy-user` header picks the user directory (see [`crate::users`]).
+    pub multi_user: bool,
 }
 
 impl Default for SimOptions {
@@ -82,6 +84,7 @@ impl Default for SimOptions {
             crash_after_prompts: None,
             profile: Profile::default(),
             progress_text: false,
+            multi_user: false,
         }
     }
 }
@@ -120,6 +123,7 @@ pub fn usage() -> String {
     "usage: comfy-sim [-h] [--listen [IP]] [--port PORT] [--output-directory DIR]\n\
      \x20                [--input-directory DIR] [--user-directory DIR] [--temp-directory DIR]\n\
      \x20                [--extra-model-paths-config PATH] [--cpu] [--disable-auto-launch]\n\
+     \x20                [--multi-user]\n\
      \x20                [--front-end-root DIR] [--enable-cors-header [ORIGIN]]\n\
      \x20                [--preview-method {none,auto,latent2rgb,taesd}] [--max-upload-size MB]\n\
      \x20                [--use-split-cross-attention | --use-quad-cross-attention |\n\
@@ -182,6 +186,7 @@ impl SimOptions {
                 "--preview-method" => o.preview_method = value(true)?.unwrap_or_default(),
                 "--max-upload-size" => o.max_upload_size_mb = parse_num(&flag, value(true)?)?,
                 "--cpu" => o.cpu = true,
+                "--multi-user" => o.multi_user = true,
                 "--disable-auto-launch" => o.disable_auto_launch = true,
                 "--sim-startup-delay-ms" => {
                     o.startup_delay = Duration::from_millis(parse_num(&flag, value(true)?)?)

@@ -94,6 +94,8 @@ pub struct Sim {
     pub prompts_started: AtomicU64,
     /// Whether `--sim-crash-after-prompts` may kill the process (only in CLI mode).
     pub allow_crash: bool,
+    /// Registered users (`--multi-user`).
+    pub users: crate::users::Users,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -104,6 +106,7 @@ impl Sim {
     /// New state for `opts`.
     pub fn new(opts: SimOptions, allow_crash: bool) -> Self {
         let catalogue = Catalogue::new(opts.models_dir.clone(), opts.input_dir.clone());
+        let users = crate::users::Users::load(opts.multi_user, opts.user_dir.clone());
         Self {
             opts,
             catalogue,
@@ -116,6 +119,7 @@ impl Sim {
             interrupt_notify: Notify::new(),
             prompts_started: AtomicU64::new(0),
             allow_crash,
+            users,
         }
     }
 

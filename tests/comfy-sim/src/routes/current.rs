@@ -50,9 +50,12 @@ pub async fn templates() -> Response {
 /// `GET /v2/userdata?path=`: files and directories below the user's directory, directories first.
 pub async fn userdata_v2(
     State(sim): State<Arc<Sim>>,
+    headers: axum::http::HeaderMap,
     Query(q): Query<HashMap<String, String>>,
 ) -> Response {
-    let base = sim.opts.user_dir.join("default");
+    let Ok(base) = crate::routes::users::user_root(&sim, &headers) else {
+        return text(StatusCode::FORBIDDEN, "Invalid user specified in request");
+    };
     let rel = q.get("path").cloned().unwrap_or_default();
     let target = if rel.is_empty() {
         base.clone()

@@ -9,6 +9,7 @@ pub mod prompt;
 pub mod queue;
 pub mod system;
 pub mod userdata;
+pub mod users;
 
 use std::sync::Arc;
 
@@ -78,7 +79,7 @@ fn api_routes(profile: Profile) -> Router<Arc<Sim>> {
         .route("/object_info/{class}", get(system::object_info_one))
         .route("/i18n", get(system::empty_object))
         .route("/workflow_templates", get(system::empty_object))
-        .route("/users", get(system::users))
+        .route("/users", get(users::list).post(users::create))
         .route(
             "/settings",
             get(userdata::get_settings).post(userdata::post_settings),

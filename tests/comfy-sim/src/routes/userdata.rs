@@ -1,4 +1,5 @@
-//! `/userdata` (saved workflows etc.) and `/settings`, single-user (`user/default`).
+//! `/userdata` (saved workflows etc.) and `/settings`, in the request's user directory
+//! (`user/default`, or the `comfy-user` one with `--multi-user`: [`crate::users`]).
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -7,28 +8,30 @@ use std::time::UNIX_EPOCH;
 
 use axum::body::{Body, Bytes};
 use axum::extract::{Path, Query, State};
-use axum::http::{HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::Response;
 use serde_json::{Map, Value, json};
 
 use crate::paths::{list_tree, safe_join};
+use crate::routes::users::{unauthorized, user_root};
 use crate::routes::{empty, internal_error, json_response, text};
 use crate::state::Sim;
-
-fn user_root(sim: &Sim) -> PathBuf {
-    sim.opts.user_dir.join("default")
-}
 
 /// `GET /userdata?dir=&recurse=&full_info=&split=`.
 pub async fn list(
     State(sim): State<Arc<Sim>>,
+    headers: HeaderMap,
     Query(q): Query<HashMap<String, String>>,
 ) -> Response {
     let dir = q.get("dir").cloned().unwrap_or_default();
     if dir.is_empty() {
         return text(StatusCode::BAD_REQUEST, "Directory not provided");
     }
-    let Some(path) = safe_join(&user_root(&sim), &dir) else {
+    // An unknown user raises `KeyError` here: aiohttp's 500 page.
+    let Ok(root) = user_root(&sim, &headers) else {
+        return internal_error();
+    };
+    let Some(path) = safe_join(&root, &dir) else {
         return text(StatusCode::FORBIDDEN, "Invalid directory");
     };
     if !path.exists() {
@@ -60,8 +63,15 @@ pub async fn list(
 }
 
 /// `GET /userdata/{file}` (`file` arrives percent-decoded: `workflows%2Fa.json`).
-pub async fn get_file(State(sim): State<Arc<Sim>>, Path(file): Path<String>) -> Response {
-    let Some(path) = safe_join(&user_root(&sim), &file) else {
+pub async fn get_file(
+    State(sim): State<Arc<Sim>>,
+    headers: HeaderMap,
+    Path(file): Path<String>,
+) -> Response {
+    let Ok(root) = user_root(&sim, &headers) else {
+        return internal_error();
+    };
+    let Some(path) = safe_join(&root, &file) else {
         return empty(StatusCode::FORBIDDEN);
     };
     match tokio::fs::read(&path).await {
@@ -84,11 +94,15 @@ pub async fn get_file(State(sim): State<Arc<Sim>>, Path(file): Path<String>) -> 
 /// `POST /userdata/{file}?overwrite=&full_info=`: writes the raw body.
 pub async fn post_file(
     State(sim): State<Arc<Sim>>,
+    headers: HeaderMap,
     Path(file): Path<String>,
     Query(q): Query<HashMap<String, String>>,
     body: Bytes,
 ) -> Response {
-    let Some(path) = safe_join(&user_root(&sim), &file) else {
+    let Ok(root) = user_root(&sim, &headers) else {
+        return internal_error();
+    };
+    let Some(path) = safe_join(&root, &file) else {
         return empty(StatusCode::FORBIDDEN);
     };
     let overwrite = q.get("overwrite").is_none_or(|v| v != "false");
@@ -121,8 +135,15 @@ pub async fn post_file(
 }
 
 /// `DELETE /userdata/{file}`.
-pub async fn delete_file(State(sim): State<Arc<Sim>>, Path(file): Path<String>) -> Response {
-    let Some(path) = safe_join(&user_root(&sim), &file) else {
+pub async fn delete_file(
+    State(sim): State<Arc<Sim>>,
+    headers: HeaderMap,
+    Path(file): Path<String>,
+) -> Response {
+    let Ok(root) = user_root(&sim, &headers) else {
+        return internal_error();
+    };
+    let Some(path) = safe_join(&root, &file) else {
         return empty(StatusCode::FORBIDDEN);
     };
     if !path.is_file() {
@@ -134,37 +155,50 @@ pub async fn delete_file(State(sim): State<Arc<Sim>>, Path(file): Path<String>) 
     }
 }
 
-fn settings_path(sim: &Sim) -> PathBuf {
-    user_root(sim).join("comfy.settings.json")
-}
-
-fn read_settings(sim: &Sim) -> Map<String, Value> {
-    std::fs::read(settings_path(sim))
+fn read_settings(path: &std::path::Path) -> Map<String, Value> {
+    std::fs::read(path)
         .ok()
         .and_then(|b| serde_json::from_slice(&b).ok())
         .unwrap_or_default()
 }
 
-fn write_settings(sim: &Sim, settings: &Map<String, Value>) -> bool {
-    let path = settings_path(sim);
+fn write_settings(path: &std::path::Path, settings: &Map<String, Value>) -> bool {
     path.parent()
         .is_some_and(|p| std::fs::create_dir_all(p).is_ok())
-        && serde_json::to_vec_pretty(settings).is_ok_and(|b| std::fs::write(&path, b).is_ok())
+        && serde_json::to_vec_pretty(settings).is_ok_and(|b| std::fs::write(path, b).is_ok())
+}
+
+/// `comfy.settings.json` of the request's user; `None` for an unknown user (ComfyUI answers
+/// `HTTPUnauthorized`).
+fn settings_path(sim: &Sim, headers: &HeaderMap) -> Option<PathBuf> {
+    user_root(sim, headers)
+        .ok()
+        .map(|root| root.join("comfy.settings.json"))
 }
 
 /// `GET /settings`.
-pub async fn get_settings(State(sim): State<Arc<Sim>>) -> Response {
-    json_response(StatusCode::OK, &Value::Object(read_settings(&sim)))
+pub async fn get_settings(State(sim): State<Arc<Sim>>, headers: HeaderMap) -> Response {
+    match settings_path(&sim, &headers) {
+        Some(path) => json_response(StatusCode::OK, &Value::Object(read_settings(&path))),
+        None => unauthorized(),
+    }
 }
 
 /// `POST /settings`: merges a dict.
-pub async fn post_settings(State(sim): State<Arc<Sim>>, body: Bytes) -> Response {
+pub async fn post_settings(
+    State(sim): State<Arc<Sim>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
     let Ok(Value::Object(new)) = serde_json::from_slice::<Value>(&body) else {
         return internal_error();
     };
-    let mut s = read_settings(&sim);
+    let Some(path) = settings_path(&sim, &headers) else {
+        return unauthorized();
+    };
+    let mut s = read_settings(&path);
     s.extend(new);
-    if write_settings(&sim, &s) {
+    if write_settings(&path, &s) {
         empty(StatusCode::OK)
     } else {
         internal_error()
@@ -172,25 +206,36 @@ pub async fn post_settings(State(sim): State<Arc<Sim>>, body: Bytes) -> Response
 }
 
 /// `GET /settings/{id}`.
-pub async fn get_setting(State(sim): State<Arc<Sim>>, Path(id): Path<String>) -> Response {
-    json_response(
-        StatusCode::OK,
-        read_settings(&sim).get(&id).unwrap_or(&Value::Null),
-    )
+pub async fn get_setting(
+    State(sim): State<Arc<Sim>>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Response {
+    match settings_path(&sim, &headers) {
+        Some(path) => json_response(
+            StatusCode::OK,
+            read_settings(&path).get(&id).unwrap_or(&Value::Null),
+        ),
+        None => unauthorized(),
+    }
 }
 
 /// `POST /settings/{id}`.
 pub async fn post_setting(
     State(sim): State<Arc<Sim>>,
+    headers: HeaderMap,
     Path(id): Path<String>,
     body: Bytes,
 ) -> Response {
     let Ok(v) = serde_json::from_slice::<Value>(&body) else {
         return internal_error();
     };
-    let mut s = read_settings(&sim);
+    let Some(path) = settings_path(&sim, &headers) else {
+        return unauthorized();
+    };
+    let mut s = read_settings(&path);
     s.insert(id, v);
-    if write_settings(&sim, &s) {
+    if write_settings(&path, &s) {
         empty(StatusCode::OK)
     } else {
         internal_error()

@@ -8,4 +8,5 @@ mod cli;
 mod current_fidelity;
 mod features;
 mod fidelity;
+mod multi_user;
 mod testpack;
