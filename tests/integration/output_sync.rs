@@ -670,8 +670,12 @@ async fn full_pass_syncs_files_made_while_down_and_measures_rate() {
     assert!(v.keys().all(|k| k.starts_with("comfy/anonymous/")), "{v:?}");
     assert!(v.values().all(|n| *n == 1));
     let h = host.get("/comfyhost/api/outputs").await;
+    // Only a full pass can have found files made while the host was down, so the S3 copies above
+    // show that it queued them; the report is of the latest pass, which on a loaded machine can
+    // be a later one that found everything already done (queued 0), so it is checked for what
+    // every pass sees: all the files.
     assert_eq!(
-        h["last_full_pass"]["queued"]
+        h["last_full_pass"]["files"]
             .as_u64()
             .map(|q| q >= N as u64),
         Some(true),

@@ -61,7 +61,13 @@ async fn start(remote: &RemoteSim) -> Setup {
             .as_array()
             .into_iter()
             .flatten()
-            .find(|x| x["status"]["name"] == "a" && x["status"]["healthy"] == true)
+            .find(|x| {
+                // The version comes from a second request beside the queue check; under load
+                // the first healthy check can come back before it did.
+                x["status"]["name"] == "a"
+                    && x["status"]["healthy"] == true
+                    && !x["comfyui_version"].is_null()
+            })
         {
             // Item 5: the host learned what the backend is, from its /system_stats.
             assert_eq!(a["comfyui_version"], "0.33.0", "{a:#}");
