@@ -36,12 +36,10 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     let shutdown = cancel.clone();
     let early =
         crate::serve_early::router(&args.normalized_prefix().unwrap_or_default(), slot.clone());
+    crate::listener::raise_open_file_limit();
+    let header_timeout = std::time::Duration::from_secs(args.header_read_timeout.max(1));
     let server = tokio::spawn(async move {
-        axum::serve(
-            listener,
-            early.into_make_service_with_connect_info::<SocketAddr>(),
-        )
-        .with_graceful_shutdown(async move {
+        crate::listener::serve(listener, early, header_timeout, async move {
             tokio::select! {
                 _ = shutdown_signal() => {}
                 _ = shutdown.cancelled() => {}

@@ -92,6 +92,14 @@ impl PluginInterceptor {
         let Ok(mut request) = PromptRequest::parse(&body) else {
             return PromptDecision::Forward(body);
         };
+        // An id ComfyUI would not accept is refused before anything records or follows it.
+        if let Some(Err(refusal)) = request
+            .prompt_id
+            .as_deref()
+            .map(crate::prompt_id_check::check)
+        {
+            return respond(StatusCode::BAD_REQUEST, refusal);
+        }
         // The host names the prompt (ComfyUI honours a client's `prompt_id`), so the job is
         // recorded before any backend sees it and can never be silently lost.
         let prompt_id = request
