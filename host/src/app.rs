@@ -127,6 +127,11 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         fair.clone(),
     )
     .context("loading unfinished jobs")?;
+    match auth.end_sessions_if_rotated(&store) {
+        Ok(true) => tracing::warn!("the admin token changed: every session of the old one ended"),
+        Ok(false) => {}
+        Err(e) => tracing::error!(error = %e, "cannot check whether the admin token changed"),
+    }
     let identity = Identity::new(auth.clone(), store.clone());
     let gpu_name = gpu.read().ok().and_then(|g| {
         g.as_ref()

@@ -22,3 +22,4 @@ mod queue_redirect;
 mod real_comfyui;
 mod sandbox_attacks;
 mod status_overlay;
+mod workshop_room;

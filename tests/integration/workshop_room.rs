@@ -1,0 +1,232 @@
+//! A room that keeps working (issue 18, part B), through the real `comfyhost` binary and the
+//! embedded simulator: prompt ids ComfyUI would refuse never reach the job tracker (finding 4),
+//! wrong bearer tokens are rate-limited without locking out the correct one and "sign out
+//! everywhere" ends sessions (finding 6), and connections that never send a request are closed
+//! while the host keeps answering others (finding 7).
+
+use std::time::Duration;
+
+use crate::support::{ADMIN_TOKEN, Host, empty_image_workflow};
+use serde_json::{Value, json};
+use tokio::io::AsyncReadExt;
+
+async fn submit(host: &Host, body: Value) -> (u16, Value) {
+    let r = Host::client()
+        .post(host.url("/prompt"))
+        .json(&body)
+        .send()
+        .await
+        .expect("submit");
+    let status = r.status().as_u16();
+    (status, r.json().await.unwrap_or(Value::Null))
+}
+
+/// The job's record once `done` holds for it (bounded wait, no timing assertion).
+async fn job_until(host: &Host, prompt_id: &str, done: impl Fn(&Value) -> bool) -> Value {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let r = Host::client()
+            .get(host.url(&format!("/comfyhost/api/jobs/{prompt_id}")))
+            .bearer_auth(ADMIN_TOKEN)
+            .send()
+            .await
+            .expect("job");
+        let v: Value = r.json().await.unwrap_or(Value::Null);
+        if done(&v) {
+            return v;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "job {prompt_id} never got there: {v}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn prompt_ids_comfyui_would_refuse_never_reach_the_tracker() {
+    let host = Host::builder().start().await;
+    for bad in ["../../x", "a/b", "q?x=1", "NOT-A-UUID"] {
+        let (status, body) = submit(
+            &host,
+            json!({"prompt": empty_image_workflow("bad"), "prompt_id": bad, "client_id": "c1"}),
+        )
+        .await;
+        assert_eq!(status, 400, "{bad}: {body}");
+        assert_eq!(body["error"]["type"], "invalid_prompt_id", "{bad}: {body}");
+        assert!(body["node_errors"].is_object(), "ComfyUI's shape: {body}");
+    }
+    let jobs = host.admin_get("/comfyhost/api/jobs").await;
+    assert_eq!(jobs.as_array().map(Vec::len), Some(0), "{jobs}");
+    // A canonical UUID is honoured, recorded and followed to its end.
+    let id = "4cb72d02-75df-4ec6-8808-7a3c48fbd119";
+    let (status, body) = submit(
+        &host,
+        json!({"prompt": empty_image_workflow("ok"), "prompt_id": id, "client_id": "c1"}),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["prompt_id"], id);
+    job_until(&host, id, |j| j["status"] == "succeeded").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bearer_guesses_are_rate_limited_but_the_correct_token_gets_in() {
+    let host = Host::builder().start().await;
+    let mut statuses = Vec::new();
+    for i in 0..12 {
+        let r = Host::client()
+            .get(host.url("/comfyhost/api/plugins"))
+            .bearer_auth(format!("guessing-{i}"))
+            .send()
+            .await
+            .expect("guess");
+        statuses.push((r.status().as_u16(), r.headers().contains_key("retry-after")));
+    }
+    assert!(statuses[..10].iter().all(|s| s.0 == 401), "{statuses:?}");
+    assert!(
+        statuses[10..].iter().all(|s| s.0 == 429 && s.1),
+        "{statuses:?}"
+    );
+    // Same address, the correct token: always in.
+    assert!(host.admin_get("/comfyhost/api/plugins").await.is_array());
+    // A classmate's different wrong token is not caught by someone else's guessing.
+    let r = Host::client()
+        .get(host.url("/comfyhost/api/plugins"))
+        .bearer_auth("other-wrong-token")
+        .send()
+        .await
+        .expect("other");
+    assert_eq!(r.status().as_u16(), 401);
+}
+
+/// Signs in; returns the cookie pair and the CSRF token.
+async fn login(host: &Host, token: &str) -> (String, String) {
+    let r = Host::client()
+        .post(host.url("/comfyhost/api/session"))
+        .json(&json!({"token": token}))
+        .send()
+        .await
+        .expect("login");
+    assert_eq!(r.status().as_u16(), 200);
+    let cookie = r
+        .headers()
+        .get("set-cookie")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|c| c.split(';').next())
+        .expect("cookie")
+        .to_string();
+    let v: Value = r.json().await.expect("json");
+    (cookie, v["csrf_token"].as_str().unwrap_or("").to_string())
+}
+
+async fn whoami(host: &Host, cookie: &str) -> u16 {
+    Host::client()
+        .get(host.url("/comfyhost/api/session"))
+        .header("cookie", cookie)
+        .send()
+        .await
+        .expect("whoami")
+        .status()
+        .as_u16()
+}
+
+async fn everywhere(host: &Host, cookie: &str, csrf: &str) -> u16 {
+    Host::client()
+        .post(host.url("/comfyhost/api/session/everywhere"))
+        .header("cookie", cookie)
+        .header("x-csrf-token", csrf)
+        .send()
+        .await
+        .expect("everywhere")
+        .status()
+        .as_u16()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sign_out_everywhere_ends_own_sessions_for_users_and_all_for_admins() {
+    let host = Host::builder().start().await;
+    let mut tokens = Vec::new();
+    for id in ["alice", "bob"] {
+        let r = host
+            .admin_post("/comfyhost/api/users", json!({"id": id}))
+            .await;
+        let v: Value = r.json().await.expect("json");
+        tokens.push(v["token"].as_str().expect("token").to_string());
+    }
+    let (alice_laptop, alice_csrf) = login(&host, &tokens[0]).await;
+    let (alice_phone, _) = login(&host, &tokens[0]).await;
+    let (bob, _) = login(&host, &tokens[1]).await;
+    let (admin, admin_csrf) = login(&host, ADMIN_TOKEN).await;
+    // Without the CSRF token a cookie cannot do it.
+    assert_eq!(everywhere(&host, &alice_laptop, "").await, 403);
+    assert_eq!(everywhere(&host, &alice_laptop, &alice_csrf).await, 200);
+    assert_eq!(whoami(&host, &alice_laptop).await, 401);
+    assert_eq!(whoami(&host, &alice_phone).await, 401);
+    assert_eq!(whoami(&host, &bob).await, 200, "only alice's own sessions");
+    assert_eq!(whoami(&host, &admin).await, 200);
+    assert_eq!(everywhere(&host, &admin, &admin_csrf).await, 200);
+    assert_eq!(whoami(&host, &bob).await, 401);
+    assert_eq!(whoami(&host, &admin).await, 401);
+    // Tokens still work: only sessions ended.
+    assert!(host.admin_get("/comfyhost/api/plugins").await.is_array());
+    let activity = host.admin_get("/comfyhost/api/activity").await;
+    assert!(
+        activity.to_string().contains("session.sign_out_everywhere"),
+        "{activity}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn silent_connections_are_closed_while_others_are_served() {
+    let host = Host::builder()
+        .arg("--header-read-timeout")
+        .arg("2")
+        .start()
+        .await;
+    let addr = host
+        .base
+        .trim_start_matches("http://")
+        .split('/')
+        .next()
+        .expect("addr")
+        .to_string();
+    let mut silent = Vec::new();
+    for _ in 0..200 {
+        silent.push(
+            tokio::net::TcpStream::connect(&addr)
+                .await
+                .expect("connect"),
+        );
+    }
+    // While they are open, a normal request is answered.
+    let r = Host::client()
+        .get(host.url("/comfyhost/api/health"))
+        .send()
+        .await
+        .expect("health");
+    assert_eq!(r.status().as_u16(), 200);
+    // Each silent connection is closed by the host (read sees the end, or a reset).
+    for mut conn in silent {
+        let mut buf = [0u8; 64];
+        let read = tokio::time::timeout(Duration::from_secs(60), conn.read(&mut buf))
+            .await
+            .expect("the host never closed a silent connection");
+        match read {
+            Ok(n) => {
+                // hyper may answer 408 before closing; then the end follows.
+                if n > 0 {
+                    let mut rest = Vec::new();
+                    let _ = conn.read_to_end(&mut rest).await;
+                }
+            }
+            Err(_) => {} // reset: closed too
+        }
+    }
+    let r = Host::client()
+        .get(host.url("/comfyhost/api/health"))
+        .send()
+        .await
+        .expect("health after");
+    assert_eq!(r.status().as_u16(), 200);
+}
