@@ -197,6 +197,10 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     })
     .context("resuming remote jobs")?;
     interceptor.set_remote(remote.clone());
+    let poison = crate::poison::PoisonGuard::new(store.clone());
+    jobs.set_poison(poison.clone());
+    interceptor.set_poison(poison);
+    interceptor.set_limits(crate::user_limits::UserLimits::new(store.clone()));
     plugins_setup::spawn_rescan(
         plugins.clone(),
         std::time::Duration::from_secs(args.plugins_rescan_s),

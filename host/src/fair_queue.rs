@@ -24,6 +24,8 @@ struct State {
     last: HashMap<String, f64>,
     /// Numbers of unfinished prompts.
     pending: HashMap<String, f64>,
+    /// Lane of each unfinished prompt (for per-user limits).
+    lanes: HashMap<String, String>,
     /// Tie-breaker so two lanes never share a number.
     seq: u64,
 }
@@ -49,7 +51,18 @@ impl FairQueue {
         let number = start.floor() + 1.0 + (s.seq % 1_000_000) as f64 / 1_000_000.0;
         s.last.insert(lane.to_string(), number);
         s.pending.insert(prompt_id.to_string(), number);
+        s.lanes.insert(prompt_id.to_string(), lane.to_string());
         number
+    }
+
+    /// Unfinished prompts submitted in `lane`.
+    pub fn pending_in(&self, lane: &str) -> usize {
+        self.inner
+            .lock()
+            .lanes
+            .values()
+            .filter(|l| *l == lane)
+            .count()
     }
 
     /// Re-registers a prompt found unfinished at start.
@@ -63,6 +76,7 @@ impl FairQueue {
     /// The prompt ended (any outcome): virtual time moves to its number.
     pub fn done(&self, prompt_id: &str) {
         let mut s = self.inner.lock();
+        s.lanes.remove(prompt_id);
         if let Some(n) = s.pending.remove(prompt_id)
             && n > s.virtual_now
         {

@@ -105,6 +105,8 @@ struct Inner {
     finished: broadcast::Sender<FinishedJob>,
     fair: FairQueue,
     overlay: std::sync::OnceLock<crate::overlay::OverlayDriver>,
+    /// Hears which prompts were running when ComfyUI died.
+    poison: std::sync::OnceLock<crate::poison::PoisonGuard>,
     /// Where the browsers are (set by [`JobTracker::spawn`]).
     proxy: std::sync::OnceLock<ProxyState>,
 }
@@ -158,6 +160,7 @@ impl JobTracker {
                 finished: broadcast::channel(256).0,
                 fair,
                 overlay: std::sync::OnceLock::new(),
+                poison: std::sync::OnceLock::new(),
                 proxy: std::sync::OnceLock::new(),
             }),
         };
@@ -241,6 +244,11 @@ impl JobTracker {
                 job.cancel_requested = Some(why.to_string());
             }
         }
+    }
+
+    /// Lets the poison-prompt guard hear which prompts were running when ComfyUI died.
+    pub fn set_poison(&self, guard: crate::poison::PoisonGuard) {
+        let _ = self.inner.poison.set(guard);
     }
 
     /// Lets the status overlay hear about jobs the host ends itself.
@@ -379,6 +387,17 @@ impl JobTracker {
                             tracker.end_all("cancelled", "comfyui_stopped", &why, &proxy);
                         }
                         Ok(SupervisorEvent::Exited { exit, .. }) => {
+                            if let Some(poison) = tracker.inner.poison.get() {
+                                let running: Vec<String> = tracker
+                                    .inner
+                                    .in_flight
+                                    .lock()
+                                    .iter()
+                                    .filter(|(_, j)| j.running)
+                                    .map(|(k, _)| k.clone())
+                                    .collect();
+                                poison.crashed(&exit.description, &running);
+                            }
                             let why = format!(
                                 "ComfyUI exited ({}) while this prompt was queued or running; \
                                  ComfyUI does not keep its queue across restarts, so queue it again",

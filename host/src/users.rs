@@ -91,6 +91,23 @@ fn token_hash(token: &str) -> String {
     hex::encode(Sha256::digest(token.as_bytes()))
 }
 
+/// A user id the host accepts: 1-64 characters of a-z, A-Z, 0-9, '.', '_' or '-', not the
+/// admin's.
+pub fn validate_id(id: &str) -> Result<(), UserError> {
+    let valid = !id.is_empty()
+        && id.len() <= 64
+        && id
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'));
+    if !valid {
+        return Err(UserError::InvalidId);
+    }
+    if id == ADMIN_USER_ID {
+        return Err(UserError::Reserved);
+    }
+    Ok(())
+}
+
 /// The bearer token of a request.
 pub fn bearer_token(headers: &HeaderMap) -> Option<&str> {
     headers
@@ -229,17 +246,7 @@ impl Identity {
 
     /// Creates a user and returns their token (shown once; only its hash is stored).
     pub fn create(&self, id: &str, is_admin: bool) -> Result<String, UserError> {
-        let valid = !id.is_empty()
-            && id.len() <= 64
-            && id
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'));
-        if !valid {
-            return Err(UserError::InvalidId);
-        }
-        if id == ADMIN_USER_ID {
-            return Err(UserError::Reserved);
-        }
+        validate_id(id)?;
         let token = random_hex(24);
         if !self.store.create_user(id, &token_hash(&token), is_admin)? {
             return Err(UserError::Exists(id.into()));
