@@ -1,4 +1,4 @@
-//! The admin dashboard (`dashboard/`): three static files compiled into the binary and served
+//! The admin dashboard (`dashboard/`): static files compiled into the binary and served
 //! at `<prefix>/comfyhost/`. No build step; it talks to the host API with the admin's session
 //! cookie and CSRF token.
 
@@ -10,6 +10,8 @@ use axum::routing::get;
 const INDEX: &str = include_str!("../../dashboard/index.html");
 const APP_JS: &str = include_str!("../../dashboard/app.js");
 const STYLE: &str = include_str!("../../dashboard/style.css");
+const USERS_JS: &str = include_str!("../../dashboard/users.js");
+const ROOM_JS: &str = include_str!("../../dashboard/room.js");
 
 fn asset(content_type: &'static str, body: &'static str) -> Response {
     let mut r = body.into_response();
@@ -57,5 +59,13 @@ pub fn router(prefix: &str) -> Router {
         .route(
             &format!("{base}/style.css"),
             get(|| async { asset("text/css; charset=utf-8", STYLE) }),
+        )
+        .route(
+            &format!("{base}/users.js"),
+            get(|| async { asset("text/javascript; charset=utf-8", USERS_JS) }),
+        )
+        .route(
+            &format!("{base}/room.js"),
+            get(|| async { asset("text/javascript; charset=utf-8", ROOM_JS) }),
         )
 }

@@ -7,6 +7,7 @@ mod support;
 
 mod browser_dashboard;
 mod browser_overlay;
+mod browser_users;
 mod dashboard_auth;
 mod docker_entrypoint;
 mod honest_failures;
