@@ -114,7 +114,7 @@ impl PluginInterceptor {
             .as_deref()
             .map(crate::prompt_id_check::check)
         {
-            return respond(StatusCode::BAD_REQUEST, refusal);
+            return respond(StatusCode::BAD_REQUEST, *refusal);
         }
         // The host names the prompt (ComfyUI honours a client's `prompt_id`), so the job is
         // recorded before any backend sees it and can never be silently lost.
@@ -163,7 +163,7 @@ impl PluginInterceptor {
             };
             let nodes = submission.workflow.as_object().map_or(0, |m| m.len());
             if let Err(r) = limits.admit(&lane, nodes, self.fair.pending_in(&lane)) {
-                return Outcome::refused(respond(r.status, r.body));
+                return Outcome::refused(respond(r.status, *r.body));
             }
         }
         let mut original = None;
@@ -227,7 +227,7 @@ impl PluginInterceptor {
                 }
                 let workflow = Value::Object(request.prompt.clone());
                 if let Some(Err(refusal)) = self.poison.get().map(|p| p.check(&workflow)) {
-                    return Outcome::refused(respond(StatusCode::BAD_REQUEST, refusal));
+                    return Outcome::refused(respond(StatusCode::BAD_REQUEST, *refusal));
                 }
                 self.jobs.submitted(LocalSubmission {
                     prompt_id,

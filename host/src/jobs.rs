@@ -508,7 +508,8 @@ impl JobTracker {
         let queue = self.queue_ids().await;
         let now = now_ms();
         // Jobs still in ComfyUI's queue need no history look-up: one `/queue` answers for all.
-        let (in_queue, batch): (Vec<(String, InFlight)>, Vec<(String, InFlight)>) = {
+        type Jobs = Vec<(String, InFlight)>;
+        let (in_queue, batch): (Jobs, Jobs) = {
             let map = self.inner.in_flight.lock();
             let in_queue: Vec<(String, InFlight)> = match &queue {
                 Some(q) => q

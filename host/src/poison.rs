@@ -74,11 +74,12 @@ impl PoisonGuard {
     }
 
     /// `Err` with the refusal when this workflow is quarantined.
-    pub fn check(&self, workflow: &Value) -> Result<(), ComfyErrorBody> {
+    pub fn check(&self, workflow: &Value) -> Result<(), Box<ComfyErrorBody>> {
         let hash = workflow_hash(workflow);
         match self.store.quarantined_workflow(&hash) {
             Ok(None) => Ok(()),
-            Ok(Some(q)) => Err(ComfyErrorBody::new(
+            Ok(Some(q)) => Err(Box::new(
+                ComfyErrorBody::new(
                 "comfyhost_quarantined",
                 "This workflow crashed ComfyUI and is quarantined",
                 format!(
@@ -89,7 +90,8 @@ impl PoisonGuard {
                     &hash[..12]
                 ),
             )
-            .with_extra("workflow_sha256", Value::String(hash))),
+                .with_extra("workflow_sha256", Value::String(hash)),
+            )),
             Err(e) => {
                 // A store failure must not stop the room from working.
                 tracing::error!(error = %e, "cannot check the quarantine");

@@ -9,15 +9,15 @@
 use comfyhost_protocol::ComfyErrorBody;
 
 /// `Err` with ComfyUI's 400 body when `id` is not an id ComfyUI would accept.
-pub fn check(id: &str) -> Result<(), ComfyErrorBody> {
+pub fn check(id: &str) -> Result<(), Box<ComfyErrorBody>> {
     match uuid::Uuid::try_parse(id) {
         Ok(parsed) if parsed.hyphenated().to_string() == id => Ok(()),
-        _ => Err(ComfyErrorBody::new(
+        _ => Err(Box::new(ComfyErrorBody::new(
             "invalid_prompt_id",
             "prompt_id must be a valid UUID",
             "prompt_id must be a UUID string in canonical lowercase hyphenated form; omit it to \
              let the server generate one",
-        )),
+        ))),
     }
 }
 

@@ -47,7 +47,7 @@ impl Default for LimitSettings {
 #[derive(Debug, Clone)]
 pub struct LimitRefusal {
     pub status: StatusCode,
-    pub body: ComfyErrorBody,
+    pub body: Box<ComfyErrorBody>,
 }
 
 /// Checks submissions against the limits. Cheap to clone.
@@ -77,7 +77,7 @@ impl UserLimits {
 
     /// Admits a prompt of `nodes` nodes from `lane`, which has `queued` unfinished prompts, or
     /// says which limit it hits. An admitted prompt counts toward the per-minute limit.
-    pub fn admit(&self, lane: &str, nodes: usize, queued: usize) -> Result<(), LimitRefusal> {
+    pub fn admit(&self, lane: &str, nodes: usize, queued: usize) -> Result<(), Box<LimitRefusal>> {
         self.admit_at(&self.settings(), lane, nodes, queued, Instant::now())
     }
 
@@ -88,9 +88,9 @@ impl UserLimits {
         nodes: usize,
         queued: usize,
         now: Instant,
-    ) -> Result<(), LimitRefusal> {
+    ) -> Result<(), Box<LimitRefusal>> {
         if l.max_nodes > 0 && nodes > l.max_nodes as usize {
-            return Err(refusal(
+            return Err(Box::new(refusal(
                 StatusCode::BAD_REQUEST,
                 "max_nodes",
                 format!(
@@ -99,10 +99,10 @@ impl UserLimits {
                 ),
                 "Split the workflow, or ask an admin to raise the node limit.".into(),
                 None,
-            ));
+            )));
         }
         if l.max_queued > 0 && queued >= l.max_queued as usize {
-            return Err(refusal(
+            return Err(Box::new(refusal(
                 StatusCode::TOO_MANY_REQUESTS,
                 "max_queued",
                 format!(
@@ -111,7 +111,7 @@ impl UserLimits {
                 ),
                 "Wait for some to finish, then queue again.".into(),
                 Some(10),
-            ));
+            )));
         }
         let mut recent = self.recent.lock();
         if recent.len() > 10_000 {
@@ -130,7 +130,7 @@ impl UserLimits {
                 .saturating_sub(now.duration_since(oldest))
                 .as_secs()
                 .max(1);
-            return Err(refusal(
+            return Err(Box::new(refusal(
                 StatusCode::TOO_MANY_REQUESTS,
                 "max_per_minute",
                 format!(
@@ -140,7 +140,7 @@ impl UserLimits {
                 ),
                 format!("Try again in {retry} s."),
                 Some(retry),
-            ));
+            )));
         }
         times.push_back(now);
         Ok(())
@@ -159,7 +159,10 @@ fn refusal(
     if let Some(s) = retry_after_s {
         body = body.with_extra("retry_after_s", json!(s));
     }
-    LimitRefusal { status, body }
+    LimitRefusal {
+        status,
+        body: Box::new(body),
+    }
 }
 
 #[cfg(test)]
