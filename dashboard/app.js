@@ -265,7 +265,7 @@ async function start() {
 
 // ----- pages ------------------------------------------------------------------------------------
 
-const pages = { plugins, install, comfyui, system, gpu, jobs, backends, models, outputs, users, activity };
+const pages = { plugins, install, comfyui, system, gpu, jobs, backends, models, outputs, users, room, activity };
 
 async function route() {
   if (!state.me) return;
@@ -867,26 +867,14 @@ async function backends(main) {
 
 // Users -------------------------------------------------------------------------------------------
 
+// The page lives in users.js.
 async function users(main) {
-  const list = await api("GET", "/users");
-  const idInput = h("input", { id: "new-user", placeholder: "user id, e.g. student-07" });
-  const admin = h("input", { id: "new-user-admin", type: "checkbox" });
-  const out = h("div", { id: "new-user-token" });
-  main.replaceChildren(h("h2", {}, "Workshop users"),
-    h("p", { class: "muted" }, "Users sign in to the ComfyUI page with their token; they can queue prompts but not change the host."),
-    h("div", { class: "panel" }, h("table", { id: "users-table" },
-      h("thead", {}, h("tr", {}, ["User", "Admin", "Created", ""].map((t) => h("th", {}, t)))),
-      h("tbody", {}, list.map((u) => h("tr", {}, h("td", {}, u.id), h("td", {}, u.is_admin ? "yes" : "no"), h("td", {}, fmtMs(u.created_ms)),
-        h("td", {}, h("button", { class: "danger", onclick: async () => { await api("DELETE", `/users/${encodeURIComponent(u.id)}`).catch((e) => toast(e.message, true)); route(); } }, "Delete"))))))),
-    h("form", { class: "panel", onsubmit: async (e) => {
-      e.preventDefault();
-      try {
-        const r = await api("POST", "/users", { id: idInput.value.trim(), is_admin: admin.checked });
-        out.replaceChildren(h("p", {}, `Token for ${r.id} (shown once): `, h("code", {}, r.token)));
-      } catch (err) {
-        out.replaceChildren(h("p", { class: "error-text" }, err.message));
-      }
-    } }, h("label", { for: "new-user" }, "New user"), idInput, " ", h("label", {}, admin, " admin"), h("p", {}, h("button", { class: "primary", type: "submit" }, "Create")), out));
+  return window.comfyhostPages.users(main, { api, h, toast, fmtMs, route });
+}
+
+// Room (limits, quarantine): room.js.
+async function room(main) {
+  return window.comfyhostPages.room(main, { api, h, toast, fmtMs, route });
 }
 
 // Models ------------------------------------------------------------------------------------------

@@ -36,12 +36,10 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     let shutdown = cancel.clone();
     let early =
         crate::serve_early::router(&args.normalized_prefix().unwrap_or_default(), slot.clone());
+    crate::listener::raise_open_file_limit();
+    let header_timeout = std::time::Duration::from_secs(args.header_read_timeout.max(1));
     let server = tokio::spawn(async move {
-        axum::serve(
-            listener,
-            early.into_make_service_with_connect_info::<SocketAddr>(),
-        )
-        .with_graceful_shutdown(async move {
+        crate::listener::serve(listener, early, header_timeout, async move {
             tokio::select! {
                 _ = shutdown_signal() => {}
                 _ = shutdown.cancelled() => {}
@@ -135,6 +133,11 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         fair.clone(),
     )
     .context("loading unfinished jobs")?;
+    match auth.end_sessions_if_rotated(&store) {
+        Ok(true) => tracing::warn!("the admin token changed: every session of the old one ended"),
+        Ok(false) => {}
+        Err(e) => tracing::error!(error = %e, "cannot check whether the admin token changed"),
+    }
     let identity = Identity::new(auth.clone(), store.clone());
     let gpu_name = gpu.read().ok().and_then(|g| {
         g.as_ref()
@@ -207,6 +210,10 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     // One set of workshop rules (and client id claims) for the prompt path and the routes.
     let isolation = crate::isolation::Isolation::new(identity.clone(), store.clone());
     interceptor.set_isolation(isolation.clone());
+    let poison = crate::poison::PoisonGuard::new(store.clone());
+    jobs.set_poison(poison.clone());
+    interceptor.set_poison(poison);
+    interceptor.set_limits(crate::user_limits::UserLimits::new(store.clone()));
     plugins_setup::spawn_rescan(
         plugins.clone(),
         std::time::Duration::from_secs(args.plugins_rescan_s),

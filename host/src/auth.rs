@@ -78,6 +78,30 @@ impl AdminAuth {
         Ok((auth, TokenOrigin::Generated(token)))
     }
 
+    /// Hex SHA-256 of the admin token (what is stored; never the token).
+    pub fn fingerprint(&self) -> String {
+        hex::encode(self.token_sha256)
+    }
+
+    /// When the admin token differs from the one the store last saw (it was rotated), every
+    /// session signed in with the old one ends. Returns whether sessions were ended.
+    pub fn end_sessions_if_rotated(
+        &self,
+        store: &comfyhost_store::Store,
+    ) -> Result<bool, comfyhost_store::StoreError> {
+        const KEY: &str = "admin_token_sha256";
+        let now = serde_json::Value::String(self.fingerprint());
+        let before = store.setting(KEY)?;
+        let rotated = before.as_ref().is_some_and(|b| *b != now);
+        if rotated {
+            store.delete_user_sessions(crate::users::ADMIN_USER_ID)?;
+        }
+        if before.as_ref() != Some(&now) {
+            store.set_setting(KEY, &now)?;
+        }
+        Ok(rotated)
+    }
+
     /// Constant-time comparison of a presented token's hash.
     pub fn verify(&self, presented: &str) -> bool {
         let h: [u8; 32] = Sha256::digest(presented.as_bytes()).into();
@@ -94,6 +118,27 @@ impl AdminAuth {
 /// 401, signed-in non-admins 403.
 pub async fn require_admin(State(identity): State<Identity>, req: Request, next: Next) -> Response {
     let Some(cred) = identity.credential(req.headers()) else {
+        if let Some(token) = crate::users::bearer_token(req.headers()) {
+            let client = req
+                .extensions()
+                .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+                .map(|c| c.0.ip().to_string())
+                .unwrap_or_default();
+            if let Some(retry) = identity.bearer_failed(token, &client) {
+                let mut resp = error(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    "rate_limited",
+                    &format!(
+                        "too many wrong tokens like this one from this address; try again in \
+                         {retry} s (a correct token is never refused)"
+                    ),
+                );
+                if let Ok(v) = header::HeaderValue::from_str(&retry.to_string()) {
+                    resp.headers_mut().insert(header::RETRY_AFTER, v);
+                }
+                return resp;
+            }
+        }
         let message = if req.headers().contains_key(header::AUTHORIZATION) {
             "invalid token"
         } else {
@@ -160,6 +205,30 @@ mod tests {
         let (again, origin) = AdminAuth::load_or_create(None, dir.path()).unwrap();
         assert!(matches!(origin, TokenOrigin::Stored));
         assert!(again.verify(&token));
+    }
+
+    #[test]
+    fn a_new_admin_token_ends_the_old_admin_sessions() {
+        let store = comfyhost_store::Store::open_in_memory().unwrap();
+        let row = |user: &str| comfyhost_store::SessionRow {
+            user_id: user.into(),
+            is_admin: true,
+            csrf: "c".into(),
+            expires_ms: comfyhost_store::now_ms() + 60_000,
+        };
+        let old = AdminAuth::from_token("old-admin-token-0123");
+        assert!(!old.end_sessions_if_rotated(&store).unwrap(), "first start");
+        store.create_session("s-admin", &row("admin")).unwrap();
+        store.create_session("s-teacher", &row("teacher")).unwrap();
+        assert!(!old.end_sessions_if_rotated(&store).unwrap(), "same token");
+        assert!(store.session("s-admin").unwrap().is_some());
+        let new = AdminAuth::from_token("new-admin-token-0123");
+        assert!(new.end_sessions_if_rotated(&store).unwrap());
+        assert!(store.session("s-admin").unwrap().is_none());
+        assert!(
+            store.session("s-teacher").unwrap().is_some(),
+            "an admin user's own token did not change"
+        );
     }
 
     #[test]

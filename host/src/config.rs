@@ -181,6 +181,15 @@ pub struct RunArgs {
     /// and only its hash is kept.
     #[arg(long, env = "COMFYHOST_ADMIN_TOKEN", hide_env_values = true)]
     pub admin_token: Option<String>,
+
+    /// Seconds a connection may take to send a complete request head, and may stay idle
+    /// between requests, before it is closed (upgraded WebSockets are not affected).
+    #[arg(
+        long = "header-read-timeout",
+        env = "COMFYHOST_HEADER_READ_TIMEOUT",
+        default_value_t = 30
+    )]
+    pub header_read_timeout: u64,
 }
 
 impl RunArgs {

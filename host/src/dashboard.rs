@@ -11,6 +11,8 @@ const INDEX: &str = include_str!("../../dashboard/index.html");
 const APP_JS: &str = include_str!("../../dashboard/app.js");
 const TRUST_JS: &str = include_str!("../../dashboard/trust.js");
 const STYLE: &str = include_str!("../../dashboard/style.css");
+const USERS_JS: &str = include_str!("../../dashboard/users.js");
+const ROOM_JS: &str = include_str!("../../dashboard/room.js");
 
 fn asset(content_type: &'static str, body: &'static str) -> Response {
     let mut r = body.into_response();
@@ -62,5 +64,13 @@ pub fn router(prefix: &str) -> Router {
         .route(
             &format!("{base}/style.css"),
             get(|| async { asset("text/css; charset=utf-8", STYLE) }),
+        )
+        .route(
+            &format!("{base}/users.js"),
+            get(|| async { asset("text/javascript; charset=utf-8", USERS_JS) }),
+        )
+        .route(
+            &format!("{base}/room.js"),
+            get(|| async { asset("text/javascript; charset=utf-8", ROOM_JS) }),
         )
 }

@@ -34,6 +34,8 @@ struct State {
     pending: HashMap<String, i64>,
     /// Prompts given each round not yet behind virtual time.
     used: HashMap<i64, i64>,
+    /// Lane of each unfinished prompt (for per-user limits).
+    lanes: HashMap<String, String>,
 }
 
 impl FairQueue {
@@ -60,7 +62,18 @@ impl FairQueue {
         *k += 1;
         s.last.insert(lane.to_string(), round);
         s.pending.insert(prompt_id.to_string(), number);
+        s.lanes.insert(prompt_id.to_string(), lane.to_string());
         number
+    }
+
+    /// Unfinished prompts submitted in `lane`.
+    pub fn pending_in(&self, lane: &str) -> usize {
+        self.inner
+            .lock()
+            .lanes
+            .values()
+            .filter(|l| *l == lane)
+            .count()
     }
 
     /// Re-registers a prompt found unfinished at start.
@@ -73,6 +86,7 @@ impl FairQueue {
     /// The prompt ended (any outcome): virtual time moves to its round.
     pub fn done(&self, prompt_id: &str) {
         let mut s = self.inner.lock();
+        s.lanes.remove(prompt_id);
         if let Some(n) = s.pending.remove(prompt_id) {
             let round = n.div_euclid(ROUND_STRIDE);
             if round > s.virtual_round {

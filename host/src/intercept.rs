@@ -38,6 +38,10 @@ pub struct PluginInterceptor {
     remote: OnceLock<RemoteRunner>,
     /// Workshop ownership rules (prompt ids unique per host).
     isolation: OnceLock<crate::isolation::Isolation>,
+    /// Refuses quarantined workflows and hears of broken forwards.
+    poison: OnceLock<crate::poison::PoisonGuard>,
+    /// Per-user limits (queued, per minute, nodes).
+    limits: OnceLock<crate::user_limits::UserLimits>,
 }
 
 /// What the chains decided, and whether the host refused the prompt itself.
@@ -79,7 +83,19 @@ impl PluginInterceptor {
             models,
             remote: OnceLock::new(),
             isolation: OnceLock::new(),
+            poison: OnceLock::new(),
+            limits: OnceLock::new(),
         })
+    }
+
+    /// Enables the poison-prompt guard (call once).
+    pub fn set_poison(&self, guard: crate::poison::PoisonGuard) {
+        let _ = self.poison.set(guard);
+    }
+
+    /// Enables per-user limits (call once).
+    pub fn set_limits(&self, limits: crate::user_limits::UserLimits) {
+        let _ = self.limits.set(limits);
     }
 
     /// Enables remote routes (call once, after the proxy is built).
@@ -109,6 +125,14 @@ impl PluginInterceptor {
                 );
             }
         };
+        // An id ComfyUI would not accept is refused before anything records or follows it.
+        if let Some(Err(refusal)) = request
+            .prompt_id
+            .as_deref()
+            .map(crate::prompt_id_check::check)
+        {
+            return respond(StatusCode::BAD_REQUEST, *refusal);
+        }
         if let (Some(client_id), Some(iso)) = (request.client_id.as_deref(), self.isolation.get()) {
             let caller =
                 crate::isolation::Caller::from_user(self.identity.identify(&ctx.headers).as_ref());
@@ -183,6 +207,20 @@ impl PluginInterceptor {
             workflow: Value::Object(std::mem::take(&mut request.prompt)),
             flags: request.comfyhost_flags(),
         };
+        // Per-user limits, before any plugin spends time on it (admins are not limited).
+        if let Some(limits) = self.limits.get()
+            && !user.as_ref().is_some_and(|u| u.is_admin)
+        {
+            let lane = match (&user, &request.client_id) {
+                (Some(u), _) => u.id.clone(),
+                (None, Some(c)) => format!("client:{c}"),
+                (None, None) => "anonymous".into(),
+            };
+            let nodes = submission.workflow.as_object().map_or(0, |m| m.len());
+            if let Err(r) = limits.admit(&lane, nodes, self.fair.pending_in(&lane)) {
+                return Outcome::refused(respond(r.status, *r.body));
+            }
+        }
         let mut original = None;
         let transform = self.plugins.has_chain(HookKind::PromptTransform);
         let router = self.plugins.has_chain(HookKind::QueueRouter);
@@ -256,6 +294,9 @@ impl PluginInterceptor {
                     request.rest.insert("number".into(), json!(number));
                 }
                 let workflow = Value::Object(request.prompt.clone());
+                if let Some(Err(refusal)) = self.poison.get().map(|p| p.check(&workflow)) {
+                    return Outcome::refused(respond(StatusCode::BAD_REQUEST, *refusal));
+                }
                 self.jobs.submitted(LocalSubmission {
                     prompt_id,
                     client_id: request.client_id.as_deref(),
@@ -515,5 +556,20 @@ impl PromptInterceptor for PluginInterceptor {
         answer: &'a Bytes,
     ) -> BoxFuture<'a, Option<Bytes>> {
         Box::pin(self.on_refused(forwarded, status, answer))
+    }
+
+    fn broke<'a>(
+        &'a self,
+        _ctx: &'a PromptRequestContext,
+        forwarded: &'a Bytes,
+    ) -> BoxFuture<'a, ()> {
+        Box::pin(async move {
+            if let (Some(poison), Ok(request)) =
+                (self.poison.get(), PromptRequest::parse(forwarded))
+                && let Some(id) = request.prompt_id.as_deref()
+            {
+                poison.forward_broke(id);
+            }
+        })
     }
 }

@@ -17,6 +17,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use comfyhost_proxy::{HostEvent, ProxyState};
 
 use crate::fair_queue::FairQueue;
+use crate::poll_schedule::{PollSchedule, pick_due};
 use comfyhost_store::{JobRecord, Store};
 use comfyhost_supervisor::{Supervisor, SupervisorEvent, SupervisorState};
 use parking_lot::Mutex;
@@ -29,8 +30,11 @@ use tokio_util::sync::CancellationToken;
 const POLL_EVERY: Duration = Duration::from_secs(1);
 /// A job missing from both queue and history for this long was never queued or was removed.
 const LOST_AFTER_MS: i64 = 5_000;
-/// Unfinished jobs looked at per poll (the rest wait for the next one).
+/// History look-ups per poll (the rest wait for the next one, longest waiting first).
 const POLL_BATCH: usize = 64;
+/// The largest history entry the tracker reads; a larger one ends the job without its outputs
+/// instead of being fetched again and again.
+const MAX_HISTORY_BYTES: usize = 16 * 1024 * 1024;
 
 #[derive(Debug, Clone)]
 struct InFlight {
@@ -42,6 +46,8 @@ struct InFlight {
     running: bool,
     /// Removed from ComfyUI's queue on purpose (`POST /queue {delete|clear}`): why.
     cancel_requested: Option<String>,
+    /// When its history is looked up next (per-job backoff).
+    schedule: PollSchedule,
 }
 
 /// One file a finished job produced, as ComfyUI lists it in the history's `outputs`.
@@ -99,6 +105,8 @@ struct Inner {
     finished: broadcast::Sender<FinishedJob>,
     fair: FairQueue,
     overlay: std::sync::OnceLock<crate::overlay::OverlayDriver>,
+    /// Hears which prompts were running when ComfyUI died.
+    poison: std::sync::OnceLock<crate::poison::PoisonGuard>,
     /// Where the browsers are (set by [`JobTracker::spawn`]).
     proxy: std::sync::OnceLock<ProxyState>,
 }
@@ -153,6 +161,7 @@ impl JobTracker {
                 finished: broadcast::channel(256).0,
                 fair,
                 overlay: std::sync::OnceLock::new(),
+                poison: std::sync::OnceLock::new(),
                 proxy: std::sync::OnceLock::new(),
             }),
         };
@@ -175,6 +184,7 @@ impl JobTracker {
                     missing_since_ms: None,
                     running: job.status == "running",
                     cancel_requested: None,
+                    schedule: PollSchedule::now(now_ms()),
                 },
             );
         }
@@ -211,6 +221,7 @@ impl JobTracker {
                 missing_since_ms: None,
                 running: false,
                 cancel_requested: None,
+                schedule: PollSchedule::now(now),
             },
         );
     }
@@ -234,6 +245,11 @@ impl JobTracker {
                 job.cancel_requested = Some(why.to_string());
             }
         }
+    }
+
+    /// Lets the poison-prompt guard hear which prompts were running when ComfyUI died.
+    pub fn set_poison(&self, guard: crate::poison::PoisonGuard) {
+        let _ = self.inner.poison.set(guard);
     }
 
     /// Lets the status overlay hear about jobs the host ends itself.
@@ -457,6 +473,17 @@ impl JobTracker {
                             tracker.end_all("cancelled", "comfyui_stopped", &why, &proxy);
                         }
                         Ok(SupervisorEvent::Exited { exit, .. }) => {
+                            if let Some(poison) = tracker.inner.poison.get() {
+                                let running: Vec<String> = tracker
+                                    .inner
+                                    .in_flight
+                                    .lock()
+                                    .iter()
+                                    .filter(|(_, j)| j.running)
+                                    .map(|(k, _)| k.clone())
+                                    .collect();
+                                poison.crashed(&exit.description, &running);
+                            }
                             let why = format!(
                                 "ComfyUI exited ({}) while this prompt was queued or running; \
                                  ComfyUI does not keep its queue across restarts, so queue it again",
@@ -561,27 +588,63 @@ impl JobTracker {
     }
 
     async fn poll(&self, proxy: &ProxyState) {
-        let batch: Vec<(String, InFlight)> = self
-            .inner
-            .in_flight
-            .lock()
-            .iter()
-            .take(POLL_BATCH)
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect();
-        if batch.is_empty() {
+        if self.inner.in_flight.lock().is_empty() {
             return;
         }
         let queue = self.queue_ids().await;
+        let now = now_ms();
+        // Jobs still in ComfyUI's queue need no history look-up: one `/queue` answers for all.
+        type Jobs = Vec<(String, InFlight)>;
+        let (in_queue, batch): (Jobs, Jobs) = {
+            let map = self.inner.in_flight.lock();
+            let in_queue: Vec<(String, InFlight)> = match &queue {
+                Some(q) => q
+                    .running
+                    .iter()
+                    .chain(&q.pending)
+                    .filter_map(|id| map.get(id).map(|j| (id.clone(), j.clone())))
+                    .collect(),
+                None => Vec::new(),
+            };
+            let queued: HashSet<&str> = in_queue.iter().map(|(k, _)| k.as_str()).collect();
+            let due = pick_due(
+                map.iter()
+                    .filter(|(k, _)| !queued.contains(k.as_str()))
+                    .map(|(k, v)| (k, &v.schedule)),
+                now,
+                POLL_BATCH,
+            );
+            let batch = due
+                .into_iter()
+                .filter_map(|k| map.get(&k).map(|v| (k, v.clone())))
+                .collect();
+            (in_queue, batch)
+        };
+        for (prompt_id, job) in in_queue {
+            self.check_missing(&prompt_id, &job, queue.as_ref(), proxy);
+        }
         for (prompt_id, job) in batch {
             match self.history_outcome(&prompt_id).await {
                 Ok(Some(outcome)) => {
                     self.inner.in_flight.lock().remove(&prompt_id);
                     self.finish(&prompt_id, &job, outcome, proxy);
                 }
-                Ok(None) => self.check_missing(&prompt_id, &job, queue.as_ref(), proxy),
-                Err(e) => tracing::debug!(prompt_id, error = %e, "history poll failed"),
+                Ok(None) => {
+                    self.backoff(&prompt_id);
+                    self.check_missing(&prompt_id, &job, queue.as_ref(), proxy);
+                }
+                Err(e) => {
+                    self.backoff(&prompt_id);
+                    tracing::debug!(prompt_id, error = %e, "history poll failed");
+                }
             }
+        }
+    }
+
+    /// Not settled yet: look at it again later, each time a little later.
+    fn backoff(&self, prompt_id: &str) {
+        if let Some(job) = self.inner.in_flight.lock().get_mut(prompt_id) {
+            job.schedule.missed(now_ms());
         }
     }
 
@@ -599,6 +662,7 @@ impl JobTracker {
             if !job.running {
                 if let Some(entry) = self.inner.in_flight.lock().get_mut(prompt_id) {
                     entry.running = true;
+                    entry.schedule.reset(now);
                 }
                 self.mark_running(prompt_id, job);
             }
@@ -670,16 +734,28 @@ impl JobTracker {
 
     /// `Some(outcome)` once ComfyUI's history has the prompt.
     async fn history_outcome(&self, prompt_id: &str) -> anyhow::Result<Option<Outcome>> {
-        let url = format!("{}/history/{prompt_id}", self.inner.upstream);
-        let body: Value = self
-            .inner
-            .http
-            .get(url)
-            .send()
-            .await?
-            .error_for_status()?
-            .json()
-            .await?;
+        let id = percent_encoding::utf8_percent_encode(prompt_id, PATH_SEGMENT);
+        let url = format!("{}/history/{id}", self.inner.upstream);
+        let response = self.inner.http.get(url).send().await?;
+        if response.status().is_client_error() {
+            // ComfyUI does not know this id (or cannot look it up): not in history.
+            return Ok(None);
+        }
+        let mut response = response.error_for_status()?;
+        let mut bytes = Vec::new();
+        let too_large = response
+            .content_length()
+            .is_some_and(|n| n > MAX_HISTORY_BYTES as u64);
+        while !too_large && let Some(chunk) = response.chunk().await? {
+            if bytes.len() + chunk.len() > MAX_HISTORY_BYTES {
+                return Ok(Some(history_too_large()));
+            }
+            bytes.extend_from_slice(&chunk);
+        }
+        if too_large {
+            return Ok(Some(history_too_large()));
+        }
+        let body: Value = serde_json::from_slice(&bytes)?;
         let Some(entry) = body.get(prompt_id) else {
             return Ok(None);
         };
@@ -733,6 +809,31 @@ impl JobTracker {
             running: ids("queue_running"),
             pending: ids("queue_pending"),
         })
+    }
+}
+
+/// Characters escaped in a prompt id put into an upstream URL path segment.
+const PATH_SEGMENT: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'_')
+    .remove(b'.')
+    .remove(b'~');
+
+/// A history entry too large to read: ComfyUI finished the job (it is in its history), but its
+/// outcome and outputs are not read, so it is never fetched again.
+fn history_too_large() -> Outcome {
+    Outcome {
+        status: "lost".into(),
+        error: Some(json!({
+            "type": "history_too_large",
+            "message": format!(
+                "ComfyUI finished this prompt, but its history entry is larger than {} MiB, so \
+                 the host did not read its outcome or outputs (see ComfyUI's own history)",
+                MAX_HISTORY_BYTES / (1024 * 1024)
+            ),
+        })),
+        outputs: Vec::new(),
+        started_ms: None,
     }
 }
 

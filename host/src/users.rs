@@ -18,9 +18,6 @@ pub const SESSION_COOKIE: &str = "comfyhost_session";
 pub const CSRF_HEADER: &str = "x-csrf-token";
 /// How long a session lasts.
 pub const SESSION_TTL_MS: i64 = 7 * 24 * 3600 * 1000;
-/// Failed sign-ins allowed per client address per window.
-const LOGIN_FAILURES_ALLOWED: usize = 10;
-const LOGIN_WINDOW: std::time::Duration = std::time::Duration::from_secs(300);
 /// Id the admin token maps to.
 pub const ADMIN_USER_ID: &str = "admin";
 
@@ -42,7 +39,9 @@ pub enum UserError {
 pub enum LoginError {
     #[error("unknown token")]
     Invalid,
-    #[error("too many failed sign-ins from this address; try again in {retry_after_s} s")]
+    #[error(
+        "too many wrong tokens like this one from this address; try again in {retry_after_s} s"
+    )]
     RateLimited { retry_after_s: u64 },
     #[error("storage: {0}")]
     Store(#[from] comfyhost_store::StoreError),
@@ -78,9 +77,7 @@ impl Credential {
 pub struct Identity {
     admin: AdminAuth,
     store: Store,
-    failures: std::sync::Arc<
-        parking_lot::Mutex<std::collections::HashMap<String, Vec<std::time::Instant>>>,
-    >,
+    guesses: crate::guess_limit::GuessLimiter,
 }
 
 fn random_hex(bytes: usize) -> String {
@@ -92,6 +89,23 @@ fn random_hex(bytes: usize) -> String {
 
 fn token_hash(token: &str) -> String {
     hex::encode(Sha256::digest(token.as_bytes()))
+}
+
+/// A user id the host accepts: 1-64 characters of a-z, A-Z, 0-9, '.', '_' or '-', not the
+/// admin's.
+pub fn validate_id(id: &str) -> Result<(), UserError> {
+    let valid = !id.is_empty()
+        && id.len() <= 64
+        && id
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'));
+    if !valid {
+        return Err(UserError::InvalidId);
+    }
+    if id == ADMIN_USER_ID {
+        return Err(UserError::Reserved);
+    }
+    Ok(())
 }
 
 /// The bearer token of a request.
@@ -120,7 +134,7 @@ impl Identity {
         Self {
             admin,
             store,
-            failures: Default::default(),
+            guesses: Default::default(),
         }
     }
 
@@ -145,6 +159,29 @@ impl Identity {
                 None
             }
         }
+    }
+
+    /// Wrong bearer tokens on the admin API count like wrong sign-ins: `Some(retry_after_s)`
+    /// when this address has guessed too often at this token. Call only for a token that did
+    /// not verify.
+    pub fn bearer_failed(&self, token: &str, client: &str) -> Option<u64> {
+        if let Some(retry) = self.guesses.limited(client, token) {
+            return Some(retry);
+        }
+        if self.guesses.failed(client, token) {
+            tracing::warn!(client, "too many wrong bearer tokens from this address");
+        }
+        None
+    }
+
+    /// Ends every session (an admin's "sign out everywhere", or a new admin token).
+    pub fn end_all_sessions(&self) -> Result<(), comfyhost_store::StoreError> {
+        self.store.delete_all_sessions()
+    }
+
+    /// Ends every session of one user ("sign out everywhere" for a workshop user).
+    pub fn end_user_sessions(&self, user_id: &str) -> Result<(), comfyhost_store::StoreError> {
+        self.store.delete_user_sessions(user_id)
     }
 
     /// How a request authenticated; `None` for anonymous requests (or a bad credential).
@@ -176,25 +213,12 @@ impl Identity {
 
     /// Trades a token for a session. `client` keys the rate limit of failed attempts.
     pub fn login(&self, token: &str, client: &str) -> Result<NewSession, LoginError> {
-        let now = std::time::Instant::now();
-        {
-            let mut failures = self.failures.lock();
-            let list = failures.entry(client.to_string()).or_default();
-            list.retain(|t| now.duration_since(*t) < LOGIN_WINDOW);
-            if list.len() >= LOGIN_FAILURES_ALLOWED {
-                let oldest = list.first().copied().unwrap_or(now);
-                let retry = LOGIN_WINDOW.saturating_sub(now.duration_since(oldest));
-                return Err(LoginError::RateLimited {
-                    retry_after_s: retry.as_secs().max(1),
-                });
-            }
-        }
+        // A correct token always gets in; only wrong ones count, per address and token prefix.
         let Some(user) = self.user_for_token(token) else {
-            self.failures
-                .lock()
-                .entry(client.to_string())
-                .or_default()
-                .push(now);
+            if let Some(retry_after_s) = self.guesses.limited(client, token) {
+                return Err(LoginError::RateLimited { retry_after_s });
+            }
+            self.guesses.failed(client, token);
             return Err(LoginError::Invalid);
         };
         let id = random_hex(32);
@@ -222,17 +246,7 @@ impl Identity {
 
     /// Creates a user and returns their token (shown once; only its hash is stored).
     pub fn create(&self, id: &str, is_admin: bool) -> Result<String, UserError> {
-        let valid = !id.is_empty()
-            && id.len() <= 64
-            && id
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'));
-        if !valid {
-            return Err(UserError::InvalidId);
-        }
-        if id == ADMIN_USER_ID {
-            return Err(UserError::Reserved);
-        }
+        validate_id(id)?;
         let token = random_hex(24);
         if !self.store.create_user(id, &token_hash(&token), is_admin)? {
             return Err(UserError::Exists(id.into()));
@@ -309,20 +323,22 @@ mod tests {
     }
 
     #[test]
-    fn failed_sign_ins_are_rate_limited_per_address() {
+    fn failed_sign_ins_are_rate_limited_without_locking_out_a_correct_token() {
         let id = identity();
         let token = id.create("s", false).unwrap();
-        for _ in 0..LOGIN_FAILURES_ALLOWED {
+        for _ in 0..crate::guess_limit::FAILURES_ALLOWED {
             assert!(matches!(
                 id.login("wrong", "1.2.3.4"),
                 Err(LoginError::Invalid)
             ));
         }
-        // Even the right token waits now, from that address only.
+        // The same guess again waits now...
         assert!(matches!(
-            id.login(&token, "1.2.3.4"),
+            id.login("wrong", "1.2.3.4"),
             Err(LoginError::RateLimited { .. })
         ));
+        // ...but the right token, from the same address (a class behind one NAT), gets in.
+        assert!(id.login(&token, "1.2.3.4").is_ok());
         assert!(id.login(&token, "5.6.7.8").is_ok());
     }
 

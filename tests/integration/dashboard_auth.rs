@@ -120,16 +120,17 @@ async fn only_admins_change_the_host() {
     let (admin_cookie, admin_csrf) = login(&host, ADMIN_TOKEN).await;
 
     let body = json!({});
-    for (method, path) in mutating() {
+    for (i, (method, path)) in mutating().into_iter().enumerate() {
         let (method, path) = (method.as_str(), path.as_str());
         let anon = send(&host, method, path, &body, &[]).await;
         assert_eq!(anon, 401, "anonymous {method} {path}");
+        // A different wrong token each time: repeated guesses at one token are rate-limited.
         let bad = send(
             &host,
             method,
             path,
             &body,
-            &[("authorization", "Bearer not-a-token".into())],
+            &[("authorization", format!("Bearer {i:06}-not-a-token"))],
         )
         .await;
         assert_eq!(bad, 401, "bad token {method} {path}");
@@ -283,14 +284,14 @@ async fn sign_in_attempts_are_rate_limited() {
         statuses[10..].iter().all(|(s, retry)| *s == 429 && *retry),
         "{statuses:?}"
     );
-    // Even the right token is refused from this address until the window passes.
+    // The right token still gets in from this address (a class behind one NAT shares it).
     let r = Host::client()
         .post(host.url("/comfyhost/api/session"))
         .json(&json!({"token": ADMIN_TOKEN}))
         .send()
         .await
         .expect("login");
-    assert_eq!(r.status().as_u16(), 429);
+    assert_eq!(r.status().as_u16(), 200);
     // Bearer API access is unaffected.
     assert!(host.admin_get("/comfyhost/api/plugins").await.is_array());
 }

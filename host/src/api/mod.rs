@@ -10,6 +10,7 @@ mod jobs;
 mod models;
 mod outputs;
 mod plugins;
+mod room;
 mod routes;
 mod session;
 mod shadow;
@@ -60,6 +61,7 @@ fn admin_routes() -> Routes<AppState> {
         .merge(outputs::routes())
         .merge(models::routes())
         .merge(users::routes())
+        .merge(room::routes())
         .merge(system::routes())
         .merge(trust::routes())
         .merge(shadow::routes())

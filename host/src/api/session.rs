@@ -20,6 +20,7 @@ pub fn routes() -> Routes<AppState> {
         .post("/session", login)
         .get("/session", whoami)
         .delete("/session", logout)
+        .post("/session/everywhere", crate::sign_out_everywhere::handler)
 }
 
 #[derive(Deserialize)]

@@ -50,7 +50,13 @@ pub(crate) async fn forward(
                 .map_err(|panic| ProxyError::InterceptorFailed(panic_message(&panic)))?;
             match decision {
                 PromptDecision::Respond { status, body } => {
-                    return Ok(json_response(status, &body));
+                    let mut resp = json_response(status, &body);
+                    // A refusal that says when to retry says it in the header too.
+                    if let Some(secs) = body["error"]["extra_info"]["retry_after_s"].as_u64() {
+                        resp.headers_mut()
+                            .insert(header::RETRY_AFTER, HeaderValue::from(secs));
+                    }
+                    return Ok(resp);
                 }
                 PromptDecision::Forward(bytes) => {
                     parts
@@ -122,6 +128,12 @@ pub(crate) async fn forward(
                 error
             } else {
                 tracing::warn!(%upstream, path = upstream_pq, %cause, "ComfyUI connection broke");
+                // ComfyUI may have died on this prompt (the poison-prompt guard listens).
+                if let (Some((ctx, sent)), Some(interceptor)) = (&forwarded, state.interceptor()) {
+                    let _ = AssertUnwindSafe(interceptor.broke(ctx, sent))
+                        .catch_unwind()
+                        .await;
+                }
                 ProxyError::BrokenResponse {
                     snapshot,
                     upstream: upstream.to_string(),

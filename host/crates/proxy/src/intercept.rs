@@ -76,6 +76,17 @@ pub trait PromptInterceptor: Send + Sync + 'static {
         let _ = (ctx, forwarded, status, answer);
         Box::pin(async { None })
     }
+
+    /// The connection to ComfyUI broke while it handled a prompt this interceptor forwarded
+    /// (no answer came): ComfyUI may have died on it. `forwarded` is the body sent.
+    fn broke<'a>(
+        &'a self,
+        ctx: &'a PromptRequestContext,
+        forwarded: &'a Bytes,
+    ) -> BoxFuture<'a, ()> {
+        let _ = (ctx, forwarded);
+        Box::pin(async {})
+    }
 }
 
 /// Largest refusal body handed to [`PromptInterceptor::refused`]; bigger ones pass untouched.

@@ -109,6 +109,19 @@ CREATE TABLE output_files (
 CREATE INDEX output_files_due ON output_files (state, next_attempt_ms);
 "#,
     ),
+    (
+        4,
+        r#"
+CREATE TABLE quarantined_workflows (
+    workflow_sha256 TEXT PRIMARY KEY NOT NULL,
+    prompt_id       TEXT NOT NULL,
+    user_id         TEXT,
+    reason          TEXT NOT NULL,
+    nodes           INTEGER NOT NULL,
+    created_ms      INTEGER NOT NULL
+) WITHOUT ROWID;
+"#,
+    ),
     // Issue 21: trusted plugin signing keys, and the decisions of shadow plugins.
     (
         5,

@@ -68,6 +68,12 @@ impl Store {
         Ok(())
     }
 
+    /// Ends every session ("sign out everywhere" by an admin, or a new admin token).
+    pub fn delete_all_sessions(&self) -> Result<(), StoreError> {
+        self.conn().execute("DELETE FROM sessions", [])?;
+        Ok(())
+    }
+
     pub fn setting(&self, key: &str) -> Result<Option<serde_json::Value>, StoreError> {
         let text: Option<String> = self
             .conn()

@@ -42,7 +42,13 @@ impl CrashTracker {
         if ready_for.is_some_and(|d| d >= timings.stable_after) {
             self.consecutive = 0;
         }
-        self.recent.push_back(now);
+        // Only crashes before ComfyUI became ready (a broken installation, bad flags) count
+        // toward the crash loop. A ComfyUI that was up and then died was most likely killed by
+        // what it was asked to do (a user's workflow, memory): it is restarted with backoff for
+        // everyone else, never given up on (the host quarantines the workflow that did it).
+        if ready_for.is_none() {
+            self.recent.push_back(now);
+        }
         while self
             .recent
             .front()
@@ -94,6 +100,24 @@ mod tests {
         assert_eq!(v[0], CrashVerdict::RestartAfter(Duration::from_secs(1)));
         assert_eq!(v[3], CrashVerdict::RestartAfter(Duration::from_secs(8)));
         assert_eq!(v[4], CrashVerdict::CrashLoop { crashes: 5 });
+
+        // Crashes of a ComfyUI that had been ready never form a loop, however close together
+        // (one user's crashing workflows must not lock the room out); the delay still grows.
+        tracker.reset();
+        let v: Vec<_> = (0..10)
+            .map(|i| {
+                tracker.record(
+                    t0 + Duration::from_secs(i),
+                    Some(Duration::from_secs(1)),
+                    &t,
+                )
+            })
+            .collect();
+        assert!(
+            v.iter().all(|v| matches!(v, CrashVerdict::RestartAfter(_))),
+            "{v:?}"
+        );
+        assert_eq!(v[9], CrashVerdict::RestartAfter(Duration::from_secs(60)));
 
         // Crashes spread beyond the window never form a loop; a stable run resets the delay.
         tracker.reset();

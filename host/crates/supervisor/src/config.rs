@@ -35,6 +35,8 @@ pub struct Timings {
     /// Ready this long without crashing resets the backoff (default 60 s).
     pub stable_after: Duration,
     /// This many crashes within `crash_loop_window` means a crash loop → `Failed` (default 5).
+    /// Only crashes before ComfyUI became ready count; one that was ready is always restarted
+    /// (with backoff).
     pub crash_loop_max: u32,
     /// Window for crash-loop detection (default 300 s).
     pub crash_loop_window: Duration,
