@@ -15,6 +15,7 @@ pub mod gpu_confirm;
 pub mod intercept;
 pub mod jobs;
 pub mod machine;
+pub mod memory;
 pub mod metrics;
 pub mod models;
 pub mod outputs;
