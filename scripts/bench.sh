@@ -11,7 +11,8 @@
 # Usage: scripts/bench.sh [--quick]
 #   --quick   one repetition, shorter runs, fewer sockets (a smoke run, about a minute)
 # Env: CARGO_TARGET_DIR (honoured), BENCH_PLUGINS_DIR (staged plugins to use instead of
-# building them with docker/build-plugins.sh), BENCH_NO_BUILD=1 (use the binaries as built).
+# building them with docker/build-plugins.sh), BENCH_NO_BUILD=1 (use the binaries as built),
+# BENCH_HOST_BIN (another comfyhost binary to measure, e.g. a build of an earlier commit).
 # Installs nginx and wrk from Debian when missing (apt-get; sudo when not root).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -42,7 +43,7 @@ target_dir=${CARGO_TARGET_DIR:-$root/target}
 if [ "${BENCH_NO_BUILD:-0}" != 1 ]; then
   cargo build --release -p comfyhost --bin comfyhost -p comfyhost-bench >&2
 fi
-HOST_BIN=$target_dir/release/comfyhost
+HOST_BIN=${BENCH_HOST_BIN:-$target_dir/release/comfyhost}
 BENCH_BIN=$target_dir/release/comfyhost-bench
 
 work=$(mktemp -d /tmp/comfyhost-bench.XXXXXX)
