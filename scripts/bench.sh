@@ -41,7 +41,7 @@ NGINX=$(command -v nginx || echo /usr/sbin/nginx)
 
 target_dir=${CARGO_TARGET_DIR:-$root/target}
 if [ "${BENCH_NO_BUILD:-0}" != 1 ]; then
-  cargo build --release -p comfyhost --bin comfyhost -p comfyhost-bench >&2
+  cargo build --release -p comfyhost -p comfyhost-bench --bin comfyhost --bin comfyhost-bench >&2
 fi
 HOST_BIN=${BENCH_HOST_BIN:-$target_dir/release/comfyhost}
 BENCH_BIN=$target_dir/release/comfyhost-bench

@@ -13,7 +13,7 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
@@ -164,22 +164,37 @@ async fn prompt_p50(base: &str, n: usize) -> anyhow::Result<()> {
 /// every progress message is broadcast to every socket. Prints frames received per second
 /// (all sockets together) from the submission until every socket saw the prompt end.
 async fn ws_fanout(base: &str, clients: usize, steps: u64) -> anyhow::Result<()> {
-    let started = Arc::new(AtomicBool::new(false));
+    let start_at: Arc<tokio::sync::Mutex<Option<Instant>>> = Arc::default();
     let frames = Arc::new(AtomicU64::new(0));
+    let last = Arc::new(AtomicU64::new(0));
     let mut tasks = Vec::new();
     for i in 0..clients {
         let (mut ws, _) = tokio_tungstenite::connect_async(ws_url(base, &format!("fan-{i}")))
             .await
             .context("WebSocket connect")?;
-        let started = started.clone();
+        let start_at = start_at.clone();
         let frames = frames.clone();
+        let last = last.clone();
         tasks.push(tokio::spawn(async move {
-            while let Some(msg) = ws.next().await {
-                let Ok(msg) = msg else { break };
-                if !started.load(Ordering::Relaxed) {
+            let mut seen = false;
+            loop {
+                // The prompt's end may not reach a socket that did not submit it: a second
+                // without frames after the first one ends the socket's count.
+                let next = if seen {
+                    match tokio::time::timeout(Duration::from_secs(1), ws.next()).await {
+                        Ok(n) => n,
+                        Err(_) => break,
+                    }
+                } else {
+                    ws.next().await
+                };
+                let Some(Ok(msg)) = next else { break };
+                let Some(t0) = *start_at.lock().await else {
                     continue;
-                }
+                };
+                seen = true;
                 frames.fetch_add(1, Ordering::Relaxed);
+                last.fetch_max(t0.elapsed().as_nanos() as u64, Ordering::Relaxed);
                 if let Message::Text(t) = &msg
                     && (t.contains("execution_success") || t.contains("execution_error"))
                 {
@@ -190,8 +205,7 @@ async fn ws_fanout(base: &str, clients: usize, steps: u64) -> anyhow::Result<()>
         }));
     }
     tokio::time::sleep(Duration::from_millis(300)).await;
-    started.store(true, Ordering::Relaxed);
-    let t = Instant::now();
+    *start_at.lock().await = Some(Instant::now());
     let prompt = json!({"prompt": {
         "4": {"class_type": "CheckpointLoaderSimple", "inputs": {"ckpt_name": "sim.safetensors"}},
         "5": {"class_type": "EmptyLatentImage", "inputs": {"width": 64, "height": 64, "batch_size": 1}},
@@ -217,7 +231,7 @@ async fn ws_fanout(base: &str, clients: usize, steps: u64) -> anyhow::Result<()>
     {
         bail!("the sockets did not all see the prompt end within 120 s");
     }
-    let secs = t.elapsed().as_secs_f64();
+    let secs = last.load(Ordering::Relaxed) as f64 / 1e9;
     let n = frames.load(Ordering::Relaxed);
     eprintln!("ws-fanout: {n} frames to {clients} sockets in {secs:.2} s");
     println!("{:.0}", n as f64 / secs);
