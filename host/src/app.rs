@@ -255,6 +255,8 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         app,
         supervisor: supervisor.clone(),
     });
+    // Start-up's garbage (plugin compilation, the GPU probe) goes back to the kernel.
+    crate::memory::spawn_trimmer(cancel.child_token());
     // Tests and scripts read this line: from here on every route is served.
     println!(
         "comfyhost listening on http://{addr}{}",
@@ -273,6 +275,8 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     }
     cancel.cancel();
     supervisor.shutdown().await;
+    // Job records still queued for the store's writer are written before the process ends.
+    store.flush_jobs();
     Ok(())
 }
 

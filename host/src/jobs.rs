@@ -210,9 +210,8 @@ impl JobTracker {
             original_workflow_json: original_workflow.map(Value::to_string),
             ..record(prompt_id, client_id, "queued", now)
         };
-        if let Err(e) = self.inner.store.upsert_job(&record) {
-            tracing::error!(prompt_id, error = %e, "cannot record job");
-        }
+        // Queued for the store's writer thread: the request path never waits on SQLite.
+        self.inner.store.queue_job(record);
         self.inner.in_flight.lock().insert(
             prompt_id.to_string(),
             InFlight {
@@ -402,9 +401,7 @@ impl JobTracker {
             error_json: Some(error.to_string()),
             ..record(prompt_id, client_id, "rejected", now)
         };
-        if let Err(e) = self.inner.store.upsert_job(&record) {
-            tracing::error!(prompt_id, error = %e, "cannot record a rejected job");
-        }
+        self.inner.store.queue_job(record);
         crate::metrics::job_ended(route.unwrap_or("local"), "rejected");
         if let Some(client) = client_id {
             self.tell_page(client, prompt_id, "rejected", Some(error));

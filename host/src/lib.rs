@@ -19,6 +19,7 @@ pub mod jobs;
 pub mod jobs_start_tap;
 pub mod listener;
 pub mod machine;
+pub mod memory;
 pub mod metrics;
 pub mod models;
 pub mod outputs;

@@ -38,6 +38,7 @@ enum Command {
 }
 
 fn main() -> std::process::ExitCode {
+    comfyhost::memory::tune_allocator();
     let cli = Cli::parse();
     match cli.command {
         Some(Command::SimulateComfyui { args }) => {

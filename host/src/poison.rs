@@ -217,6 +217,7 @@ mod tests {
                 error_json: None,
                 workflow_json: Some(workflow.to_string()),
                 original_workflow_json: None,
+                transform_notes_json: None,
             })
             .unwrap();
         store

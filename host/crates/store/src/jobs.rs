@@ -1,6 +1,6 @@
 //! Job records: one row per prompt the host accepted, updated as it runs.
 
-use rusqlite::{OptionalExtension, Row, params};
+use rusqlite::{Connection, OptionalExtension, Row, params};
 use serde::{Deserialize, Serialize};
 
 use crate::{Store, StoreError};
@@ -96,42 +96,7 @@ impl Store {
     /// Workflows larger than [`MAX_KEPT_WORKFLOW_BYTES`] are not kept (a short JSON note takes
     /// their place); the host removes records past [`JobRetention`] with [`Store::prune_jobs`].
     pub fn upsert_job(&self, job: &JobRecord) -> Result<(), StoreError> {
-        let workflow_json = kept_workflow(job.workflow_json.as_deref());
-        let original_workflow_json = kept_workflow(job.original_workflow_json.as_deref());
-        self.conn().execute(
-            "INSERT INTO jobs (prompt_id, client_id, user_id, route, backend, status, submitted_ms,
-                               started_ms, finished_ms, error_json, workflow_json, original_workflow_json,
-                               transform_notes_json)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)
-             ON CONFLICT(prompt_id) DO UPDATE SET
-                client_id = COALESCE(excluded.client_id, jobs.client_id),
-                user_id = COALESCE(excluded.user_id, jobs.user_id),
-                route = COALESCE(excluded.route, jobs.route),
-                backend = COALESCE(excluded.backend, jobs.backend),
-                status = excluded.status,
-                started_ms = COALESCE(excluded.started_ms, jobs.started_ms),
-                finished_ms = COALESCE(excluded.finished_ms, jobs.finished_ms),
-                error_json = COALESCE(excluded.error_json, jobs.error_json),
-                workflow_json = COALESCE(excluded.workflow_json, jobs.workflow_json),
-                original_workflow_json = COALESCE(excluded.original_workflow_json, jobs.original_workflow_json),
-                transform_notes_json = COALESCE(excluded.transform_notes_json, jobs.transform_notes_json)",
-            params![
-                job.prompt_id,
-                job.client_id,
-                job.user_id,
-                job.route,
-                job.backend,
-                job.status,
-                job.submitted_ms,
-                job.started_ms,
-                job.finished_ms,
-                job.error_json,
-                workflow_json,
-                original_workflow_json,
-                job.transform_notes_json
-            ],
-        )?;
-        Ok(())
+        upsert_job_on(&self.jobs_conn(), job)
     }
 
     /// Records what prompt-transform plugins changed in a job (`notes_json`, a JSON array).
@@ -141,7 +106,7 @@ impl Store {
         prompt_id: &str,
         notes_json: &str,
     ) -> Result<bool, StoreError> {
-        let n = self.conn().execute(
+        let n = self.jobs_conn().execute(
             "UPDATE jobs SET transform_notes_json = ?2 WHERE prompt_id = ?1",
             params![prompt_id, notes_json],
         )?;
@@ -151,7 +116,7 @@ impl Store {
     /// Deletes job records past `retention` (by submission time, then by count). Returns how
     /// many went.
     pub fn prune_jobs(&self, now_ms: i64, retention: JobRetention) -> Result<usize, StoreError> {
-        let conn = self.conn();
+        let conn = self.jobs_conn();
         let mut n = conn.execute(
             "DELETE FROM jobs WHERE submitted_ms < ?1",
             [now_ms.saturating_sub(retention.max_age_ms)],
@@ -167,7 +132,7 @@ impl Store {
     /// The job with this prompt id.
     pub fn job(&self, prompt_id: &str) -> Result<Option<JobRecord>, StoreError> {
         let row = self
-            .conn()
+            .jobs_conn()
             .query_row(
                 &format!("SELECT {COLUMNS} FROM jobs WHERE prompt_id = ?1"),
                 [prompt_id],
@@ -181,7 +146,7 @@ impl Store {
     /// anonymous submission (workshop isolation reads only this column).
     pub fn job_owner(&self, prompt_id: &str) -> Result<Option<Option<String>>, StoreError> {
         let row = self
-            .conn()
+            .jobs_conn()
             .query_row(
                 "SELECT user_id FROM jobs WHERE prompt_id = ?1",
                 [prompt_id],
@@ -197,7 +162,7 @@ impl Store {
         user_id: Option<&str>,
         limit: u32,
     ) -> Result<Vec<JobRecord>, StoreError> {
-        let conn = self.conn();
+        let conn = self.jobs_conn();
         let mut stmt = conn.prepare(&format!(
             "SELECT {COLUMNS} FROM jobs WHERE (?1 IS NULL OR user_id = ?1)
              ORDER BY submitted_ms DESC, prompt_id LIMIT ?2"
@@ -207,6 +172,46 @@ impl Store {
             .collect::<Result<Vec<_>, _>>()?;
         Ok(rows)
     }
+}
+
+/// One job upsert on `conn` (the caller holds the store's lock).
+pub(crate) fn upsert_job_on(conn: &Connection, job: &JobRecord) -> Result<(), StoreError> {
+    let workflow_json = kept_workflow(job.workflow_json.as_deref());
+    let original_workflow_json = kept_workflow(job.original_workflow_json.as_deref());
+    conn.prepare_cached(
+        "INSERT INTO jobs (prompt_id, client_id, user_id, route, backend, status, submitted_ms,
+                           started_ms, finished_ms, error_json, workflow_json, original_workflow_json,
+                           transform_notes_json)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)
+         ON CONFLICT(prompt_id) DO UPDATE SET
+            client_id = COALESCE(excluded.client_id, jobs.client_id),
+            user_id = COALESCE(excluded.user_id, jobs.user_id),
+            route = COALESCE(excluded.route, jobs.route),
+            backend = COALESCE(excluded.backend, jobs.backend),
+            status = excluded.status,
+            started_ms = COALESCE(excluded.started_ms, jobs.started_ms),
+            finished_ms = COALESCE(excluded.finished_ms, jobs.finished_ms),
+            error_json = COALESCE(excluded.error_json, jobs.error_json),
+            workflow_json = COALESCE(excluded.workflow_json, jobs.workflow_json),
+            original_workflow_json = COALESCE(excluded.original_workflow_json, jobs.original_workflow_json),
+            transform_notes_json = COALESCE(excluded.transform_notes_json, jobs.transform_notes_json)",
+    )?
+    .execute(params![
+            job.prompt_id,
+            job.client_id,
+            job.user_id,
+            job.route,
+            job.backend,
+            job.status,
+            job.submitted_ms,
+            job.started_ms,
+            job.finished_ms,
+            job.error_json,
+            workflow_json,
+            original_workflow_json,
+            job.transform_notes_json
+        ])?;
+    Ok(())
 }
 
 #[cfg(test)]

@@ -5,11 +5,13 @@
 //! holds the lock only for one short statement (or one small transaction), so callers on tokio
 //! worker threads may call it directly; nothing here does I/O other than SQLite's own. The
 //! database runs in WAL mode with `synchronous=NORMAL` and a busy timeout, and its schema is
-//! versioned by [`migrations`].
+//! versioned by [`migrations`]. Job records from request paths go through a write-behind
+//! queue ([`Store::queue_job`], written in batches by a writer thread; reads see it at once).
 
 mod activity;
 mod backend_kind;
 mod error;
+mod job_writer;
 mod jobs;
 mod kv;
 pub mod migrations;
@@ -54,6 +56,16 @@ struct Inner {
     conn: Mutex<Connection>,
     kv_limits: KvLimits,
     retention: Mutex<ActivityRetention>,
+    /// Job records waiting for the writer thread ([`Store::queue_job`]).
+    jobs_queue: Arc<job_writer::JobQueue>,
+}
+
+impl Drop for Inner {
+    /// The last handle is gone: what is still queued is written now.
+    fn drop(&mut self) {
+        self.jobs_queue.close();
+        self.jobs_queue.drain_into(self.conn.get_mut());
+    }
 }
 
 impl std::fmt::Debug for Store {
@@ -88,25 +100,21 @@ impl Store {
                 conn: Mutex::new(conn),
                 kv_limits: KvLimits::default(),
                 retention: Mutex::new(ActivityRetention::default()),
+                jobs_queue: Arc::default(),
             }),
         })
     }
 
     /// Same database, different per-plugin key-value limits. Call right after opening, before
     /// cloning the handle (the limits live in the shared handle).
-    pub fn with_kv_limits(self, limits: KvLimits) -> Self {
-        match Arc::try_unwrap(self.inner) {
-            Ok(inner) => Self {
-                inner: Arc::new(Inner {
-                    kv_limits: limits,
-                    ..inner
-                }),
-            },
-            Err(inner) => {
-                tracing::warn!("Store::with_kv_limits called on a shared handle; limits unchanged");
-                Self { inner }
+    pub fn with_kv_limits(mut self, limits: KvLimits) -> Self {
+        match Arc::get_mut(&mut self.inner) {
+            Some(inner) => inner.kv_limits = limits,
+            None => {
+                tracing::warn!("Store::with_kv_limits called on a shared handle; limits unchanged")
             }
         }
+        self
     }
 
     /// Schema version after migrations.
@@ -116,6 +124,14 @@ impl Store {
 
     fn conn(&self) -> parking_lot::MutexGuard<'_, Connection> {
         self.inner.conn.lock()
+    }
+
+    /// The connection, with every queued job record written first: for reads and direct
+    /// writes of the `jobs` table, so they see (and come after) what [`Store::queue_job`] took.
+    fn jobs_conn(&self) -> parking_lot::MutexGuard<'_, Connection> {
+        let mut conn = self.inner.conn.lock();
+        self.inner.jobs_queue.drain_into(&mut conn);
+        conn
     }
 }
 

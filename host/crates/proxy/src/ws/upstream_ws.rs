@@ -32,9 +32,20 @@ pub enum UpstreamWsError {
     Handshake(String),
 }
 
-/// Limits for both legs of a relayed socket.
+/// Read buffer each leg of a relayed socket starts with. tungstenite allocates it up front
+/// (128 KiB by default, twice per browser socket); it grows when a larger frame arrives, so a
+/// small start only costs the rare big preview one reallocation.
+pub(crate) const WS_READ_BUFFER: usize = 4 * 1024;
+/// Bytes fed before tungstenite writes to the socket; the relay flushes after each batch
+/// anyway. The buffer is allocated only when used.
+pub(crate) const WS_WRITE_BUFFER: usize = 16 * 1024;
+
+/// Limits and buffer sizes for both legs of a relayed socket: idle sockets stay small
+/// (issue 24: ≤ 16 KB each), message limits stay `max_message`.
 pub(crate) fn ws_config(max_message: usize) -> WebSocketConfig {
     WebSocketConfig::default()
+        .read_buffer_size(WS_READ_BUFFER)
+        .write_buffer_size(WS_WRITE_BUFFER)
         .max_message_size(Some(max_message))
         .max_frame_size(Some(max_message))
 }
@@ -107,5 +118,20 @@ pub(crate) async fn connect(
         }
         Err(e @ tungstenite::Error::Protocol(_)) => Err(UpstreamWsError::Handshake(e.to_string())),
         Err(e) => Err(UpstreamWsError::Handshake(e.to_string())),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn relayed_sockets_start_with_small_buffers_and_keep_their_limits() {
+        let c = ws_config(64 << 20);
+        assert!(c.read_buffer_size <= 4096, "{}", c.read_buffer_size);
+        assert!(c.write_buffer_size <= 16 * 1024, "{}", c.write_buffer_size);
+        assert!(c.max_write_buffer_size > c.write_buffer_size);
+        assert_eq!(c.max_message_size, Some(64 << 20));
+        assert_eq!(c.max_frame_size, Some(64 << 20));
     }
 }
