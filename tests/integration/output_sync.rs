@@ -675,9 +675,7 @@ async fn full_pass_syncs_files_made_while_down_and_measures_rate() {
     // be a later one that found everything already done (queued 0), so it is checked for what
     // every pass sees: all the files.
     assert_eq!(
-        h["last_full_pass"]["files"]
-            .as_u64()
-            .map(|q| q >= N as u64),
+        h["last_full_pass"]["files"].as_u64().map(|q| q >= N as u64),
         Some(true),
         "{h:#}"
     );

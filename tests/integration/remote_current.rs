@@ -57,18 +57,13 @@ async fn start(remote: &RemoteSim) -> Setup {
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
         let b = host.admin_get("/comfyhost/api/backends").await;
-        if let Some(a) = b
-            .as_array()
-            .into_iter()
-            .flatten()
-            .find(|x| {
-                // The version comes from a second request beside the queue check; under load
-                // the first healthy check can come back before it did.
-                x["status"]["name"] == "a"
-                    && x["status"]["healthy"] == true
-                    && !x["comfyui_version"].is_null()
-            })
-        {
+        if let Some(a) = b.as_array().into_iter().flatten().find(|x| {
+            // The version comes from a second request beside the queue check; under load
+            // the first healthy check can come back before it did.
+            x["status"]["name"] == "a"
+                && x["status"]["healthy"] == true
+                && !x["comfyui_version"].is_null()
+        }) {
             // Item 5: the host learned what the backend is, from its /system_stats.
             assert_eq!(a["comfyui_version"], "0.33.0", "{a:#}");
             assert!(a["required_frontend_version"].is_string(), "{a:#}");

@@ -178,6 +178,45 @@ async fn sign_out_everywhere_ends_own_sessions_for_users_and_all_for_admins() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_admin_token_ends_the_sessions_of_the_old_one() {
+    const ROTATED: &str = "rotated-admin-token-9876543210";
+    let mut host = Host::builder().start().await;
+    let alice_token = create_user(&host, "alice").await;
+    let (admin, _) = login(&host, ADMIN_TOKEN).await;
+    let (alice, _) = login(&host, &alice_token).await;
+    assert_eq!(whoami(&host, &admin).await, 200);
+    // Restarted with the same token, sessions live on (they are in the store).
+    let data = std::mem::replace(&mut host.data_dir, tempfile::tempdir().expect("tmp"));
+    drop(host);
+    let mut host = Host::builder().data_dir(data).start().await;
+    assert_eq!(whoami(&host, &admin).await, 200, "same token: session kept");
+    // Restarted with a new admin token: the old token's sessions end, the old token is refused.
+    let data = std::mem::replace(&mut host.data_dir, tempfile::tempdir().expect("tmp"));
+    drop(host);
+    let host = Host::builder()
+        .data_dir(data)
+        .admin_token(ROTATED)
+        .start()
+        .await;
+    assert_eq!(
+        whoami(&host, &admin).await,
+        401,
+        "the old token's session ended"
+    );
+    let r = Host::client()
+        .get(host.url("/comfyhost/api/users"))
+        .bearer_auth(ADMIN_TOKEN)
+        .send()
+        .await
+        .expect("old token");
+    assert_eq!(r.status().as_u16(), 401, "the old token no longer works");
+    // A student's session was not signed in with the admin token.
+    assert_eq!(whoami(&host, &alice).await, 200);
+    let (new_admin, _) = login(&host, ROTATED).await;
+    assert_eq!(whoami(&host, &new_admin).await, 200);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn silent_connections_are_closed_while_others_are_served() {
     let host = Host::builder()
         .arg("--header-read-timeout")

@@ -59,6 +59,8 @@ pub struct Host {
     pub comfy_port: u16,
     pub data_dir: tempfile::TempDir,
     pub output: Arc<Mutex<Vec<String>>>,
+    /// The admin token it runs with (the `admin_*` helpers use it).
+    pub admin_token: String,
 }
 
 pub struct HostBuilder {
@@ -67,6 +69,7 @@ pub struct HostBuilder {
     env: Vec<(String, String)>,
     plugins: Vec<PathBuf>,
     wait_ready: bool,
+    admin_token: Option<String>,
 }
 
 impl Host {
@@ -77,6 +80,7 @@ impl Host {
             env: Vec::new(),
             plugins: Vec::new(),
             wait_ready: true,
+            admin_token: None,
         }
     }
 
@@ -98,7 +102,7 @@ impl Host {
     pub async fn admin_get(&self, path: &str) -> serde_json::Value {
         let r = Self::client()
             .get(self.url(path))
-            .bearer_auth(ADMIN_TOKEN)
+            .bearer_auth(&self.admin_token)
             .send()
             .await
             .expect("request");
@@ -109,7 +113,7 @@ impl Host {
     pub async fn admin_post(&self, path: &str, body: serde_json::Value) -> reqwest::Response {
         Self::client()
             .post(self.url(path))
-            .bearer_auth(ADMIN_TOKEN)
+            .bearer_auth(&self.admin_token)
             .json(&body)
             .send()
             .await
@@ -190,6 +194,12 @@ impl HostBuilder {
     }
 
     /// Start on an existing data directory (a restart of an earlier host).
+    /// Another admin token than [`ADMIN_TOKEN`] (the `admin_*` helpers use it).
+    pub fn admin_token(mut self, token: &str) -> Self {
+        self.admin_token = Some(token.to_string());
+        self
+    }
+
     pub fn data_dir(mut self, dir: tempfile::TempDir) -> Self {
         self.data_dir = Some(dir);
         self
@@ -218,7 +228,10 @@ impl HostBuilder {
             .arg("--data-dir")
             .arg(data_dir.path())
             .args(["--comfyui-port", &comfy_port.to_string()])
-            .args(["--admin-token", ADMIN_TOKEN])
+            .args([
+                "--admin-token",
+                self.admin_token.as_deref().unwrap_or(ADMIN_TOKEN),
+            ])
             .args(&self.args)
             .env("RUST_LOG", "info,comfyhost=debug")
             .env_remove("COMFYHOST_ADMIN_TOKEN")
@@ -269,6 +282,10 @@ impl HostBuilder {
             comfy_port,
             data_dir,
             output,
+            admin_token: self
+                .admin_token
+                .clone()
+                .unwrap_or_else(|| ADMIN_TOKEN.to_string()),
         };
         if self.wait_ready {
             host.wait_comfy("ComfyUI ready", Duration::from_secs(60), |s| {

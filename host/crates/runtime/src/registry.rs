@@ -53,6 +53,7 @@
 //! logged and reported, never turned into an error of the operation.
 
 mod code;
+mod dropin_snapshot;
 mod info;
 mod logs;
 mod query;
@@ -97,6 +98,7 @@ use crate::types::{
     RemovalOutcome, Resolution, Route, Submission, SyncOutcome, TransformResult,
 };
 use crate::{CallError, CallErrorKind, RuntimeError};
+use dropin_snapshot::DropInSnapshots;
 use scan::{Candidate, ScanMemory};
 
 const PREVIOUS_DIR: &str = ".previous";
@@ -328,6 +330,7 @@ impl PluginRegistry {
         }
         let mut seen: HashMap<String, PathBuf> = HashMap::new();
         let mut duplicates = HashSet::new();
+        let snapshots = DropInSnapshots::new(&self.inner.cfg.plugins_dir);
         for (id, group) in by_id {
             let Some(mut cand) =
                 self.pick_one(&id, group, &mut report, &mut broken, &mut duplicates)
@@ -342,6 +345,13 @@ impl PluginRegistry {
                 && cur.manifest == cand.manifest
                 && cur.dir == cand.dir
             {
+                // The copy for a later in-place replacement follows what runs (an upload or a
+                // rollback writes the directory without a scan seeing it change).
+                if snapshots.sha256(&id).as_deref() != Some(sha.as_str())
+                    && let Err(e) = snapshots.keep(&id, &cand.dir, &cand.manifest, &sha)
+                {
+                    tracing::warn!(plugin = %id, error = %e, "cannot keep a copy of the drop-in; no rollback after an in-place replacement");
+                }
                 report.unchanged.push(id);
                 continue;
             }
@@ -357,6 +367,13 @@ impl PluginRegistry {
                 continue;
             }
             let hook = cand.manifest.hook();
+            let (cand_dir, cand_manifest) = (cand.dir.clone(), cand.manifest.clone());
+            // The code this version replaces: the one loaded now, or (changed while the host
+            // was down) the one the copy holds.
+            let replaced_sha = match &before {
+                Some(cur) => Some(cur.sha256().to_owned()),
+                None => snapshots.sha256(&id).filter(|s| *s != sha),
+            };
             let remembered = self.inner.scan_memory.failure(&sha, hook);
             let warn_again = remembered.is_none();
             let loaded = match remembered {
@@ -390,7 +407,18 @@ impl PluginRegistry {
                         .as_ref()
                         .map(|cur| (cur.manifest.version.to_string(), cur.sha256().to_owned()));
                     self.record_drop_in(&loaded, replaced);
+                    // Replaced in place: the copy of the old files becomes the rollback
+                    // target (loaded from `.previous/<id>` at the end of this scan).
+                    if let Some(old) = &replaced_sha {
+                        let previous = self.inner.cfg.plugins_dir.join(PREVIOUS_DIR).join(&id);
+                        if let Err(e) = snapshots.into_previous(&id, old, &previous) {
+                            tracing::warn!(plugin = %id, error = %e, "cannot keep the replaced drop-in for rollback");
+                        }
+                    }
                     self.put(loaded, false);
+                    if let Err(e) = snapshots.keep(&id, &cand_dir, &cand_manifest, &sha) {
+                        tracing::warn!(plugin = %id, error = %e, "cannot keep a copy of the drop-in; no rollback after an in-place replacement");
+                    }
                     Ok(Some(()))
                 }),
             };

@@ -1351,3 +1351,47 @@ async fn shadow_answers_are_reported_and_never_reach_the_chain_or_its_breaker() 
         Route::Backend("z".into())
     );
 }
+
+#[tokio::test]
+async fn a_drop_in_replaced_in_place_with_the_same_version_can_be_rolled_back() {
+    let f = fixture();
+    let root = f.dir.path().join("plugins");
+    write_plugin(&root, "dr", "dr", "", b"route backend a");
+    assert_eq!(f.reg.discover().unwrap().loaded, ["dr"]);
+    let first = f.reg.get("dr").unwrap();
+    assert_eq!(first.previous_version, None);
+    // The admin copies other code of the same version over the directory.
+    write_plugin(&root, "dr", "dr", "", b"route backend bbb");
+    assert_eq!(f.reg.discover().unwrap().loaded, ["dr"]);
+    // Other code waits for the admin (grants follow the code); approving it lets it run.
+    let waiting = f.reg.get("dr").unwrap();
+    f.reg
+        .grant(
+            "dr",
+            Grants {
+                code_sha256: None,
+                ..waiting.granted.clone()
+            },
+        )
+        .unwrap();
+    let info = f.reg.get("dr").unwrap();
+    assert_eq!(info.version, first.version);
+    assert_eq!(info.previous_version.as_deref(), Some("0.1.0"));
+    assert_eq!(info.previous_sha256.as_deref(), Some(first.sha256.as_str()));
+    assert_eq!(
+        f.reg.route(&sub(), &[]).await.unwrap().route,
+        Route::Backend("bbb".into())
+    );
+    let back = f.reg.rollback("dr").unwrap();
+    assert_eq!(back.sha256, first.sha256);
+    assert_eq!(
+        f.reg.route(&sub(), &[]).await.unwrap().route,
+        Route::Backend("a".into())
+    );
+    // The rolled-back files are what the drop-in directory holds now: a rescan keeps them.
+    assert!(f.reg.discover().unwrap().loaded.is_empty());
+    assert_eq!(
+        f.reg.route(&sub(), &[]).await.unwrap().route,
+        Route::Backend("a".into())
+    );
+}
