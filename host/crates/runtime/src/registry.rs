@@ -411,7 +411,7 @@ impl PluginRegistry {
                     // target (loaded from `.previous/<id>` at the end of this scan).
                     if let Some(old) = &replaced_sha {
                         let previous = self.inner.cfg.plugins_dir.join(PREVIOUS_DIR).join(&id);
-                        if let Err(e) = snapshots.into_previous(&id, old, &previous) {
+                        if let Err(e) = snapshots.move_to_previous(&id, old, &previous) {
                             tracing::warn!(plugin = %id, error = %e, "cannot keep the replaced drop-in for rollback");
                         }
                     }

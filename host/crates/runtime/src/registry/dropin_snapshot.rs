@@ -74,7 +74,7 @@ impl DropInSnapshots {
     /// Moves the copy of `id` to `previous` (replacing what was there) when it holds the
     /// component `sha256`. `false` when there is no copy or it holds other code (then there is
     /// nothing to roll back to from disk).
-    pub(super) fn into_previous(
+    pub(super) fn move_to_previous(
         &self,
         id: &str,
         sha256: &str,
@@ -144,8 +144,8 @@ mod tests {
         // The admin copies new code over the directory.
         std::fs::write(plugin.join("snap.wasm"), b"new code").unwrap();
         let previous = root.path().join(".previous").join("snap");
-        assert!(!snaps.into_previous("snap", "bbb", &previous).unwrap());
-        assert!(snaps.into_previous("snap", "aaa", &previous).unwrap());
+        assert!(!snaps.move_to_previous("snap", "bbb", &previous).unwrap());
+        assert!(snaps.move_to_previous("snap", "aaa", &previous).unwrap());
         assert_eq!(
             std::fs::read(previous.join("snap.wasm")).unwrap(),
             b"old code"
