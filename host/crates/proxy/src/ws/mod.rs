@@ -18,6 +18,7 @@ mod handshake;
 mod host_event;
 mod host_socket;
 mod hub;
+mod owned_headers;
 mod relay;
 mod tap;
 mod upstream_ws;
@@ -65,7 +66,7 @@ pub(crate) async fn handle(
     let on_upgrade = hyper::upgrade::on(&mut req);
     let config = state.config();
     let upstream = state.upstream();
-    let mut up_headers = req.headers().clone();
+    let mut up_headers = owned_headers::owned(req.headers());
     headers::to_upstream(&mut up_headers, &upstream, &fwd);
     let ws_config = upstream_ws::ws_config(config.ws_max_message_bytes);
     let connected = upstream_ws::connect(

@@ -264,7 +264,9 @@ where
                     () = tokio::time::sleep(retry) => {
                         retry = (retry * 2).min(RETRY_MAX);
                         let id = registration.as_ref().map(|r| r.client_id().to_string());
-                        if let Some(mut socket) = reconnect_upstream(&reconnect, id.as_deref()).await {
+                        // Boxed: the connect-and-handshake state is large and rare; kept inline it
+                        // would size every idle session's task for it.
+                        if let Some(mut socket) = Box::pin(reconnect_upstream(&reconnect, id.as_deref())).await {
                             if let Some(flags) = &client_flags {
                                 let _ = socket.send(Message::Text(flags.clone())).await;
                             }

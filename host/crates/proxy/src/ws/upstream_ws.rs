@@ -34,8 +34,9 @@ pub enum UpstreamWsError {
 
 /// Read buffer each leg of a relayed socket starts with. tungstenite allocates it up front
 /// (128 KiB by default, twice per browser socket); it grows when a larger frame arrives, so a
-/// small start only costs the rare big preview one reallocation.
-pub(crate) const WS_READ_BUFFER: usize = 4 * 1024;
+/// small start only costs the rare big preview one reallocation (a frame's full length is
+/// reserved once its header is read). 2 KiB holds a burst of progress messages.
+pub(crate) const WS_READ_BUFFER: usize = 2 * 1024;
 /// Bytes fed before tungstenite writes to the socket; the relay flushes after each batch
 /// anyway. The buffer is allocated only when used.
 pub(crate) const WS_WRITE_BUFFER: usize = 16 * 1024;
@@ -128,7 +129,7 @@ mod tests {
     #[test]
     fn relayed_sockets_start_with_small_buffers_and_keep_their_limits() {
         let c = ws_config(64 << 20);
-        assert!(c.read_buffer_size <= 4096, "{}", c.read_buffer_size);
+        assert!(c.read_buffer_size <= 2048, "{}", c.read_buffer_size);
         assert!(c.write_buffer_size <= 16 * 1024, "{}", c.write_buffer_size);
         assert!(c.max_write_buffer_size > c.write_buffer_size);
         assert_eq!(c.max_message_size, Some(64 << 20));

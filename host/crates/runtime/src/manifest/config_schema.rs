@@ -1,14 +1,25 @@
-//! A plugin's configuration JSON Schema: compiled once, used to validate admin-supplied config
-//! and to fill in top-level `default`s before the plugin sees it.
+//! A plugin's configuration JSON Schema: checked when loaded, used to validate admin-supplied
+//! config and to fill in top-level `default`s before the plugin sees it.
+//!
+//! The compiled validator is not kept: a compiled 2020-12 schema holds several MB (measured
+//! 5-7 MB per first-party plugin, most of the host's idle heap with five plugins, issue 24),
+//! and config is validated only when a plugin loads or an admin saves it. Each validation
+//! compiles the schema again (about a millisecond).
+//!
+//! jsonschema checks every schema against its draft's meta-schema, compiled once into a
+//! process-wide static; the 2020-12 meta-schema (`$dynamicRef` throughout) grows to about
+//! 26 MB there. A 2020-12 / 2019-09 schema that uses no keyword whose meaning differs in
+//! draft 7 (see [`DRAFT_SENSITIVE_KEYWORDS`]) validates exactly the same as draft 7, so it is
+//! compiled as draft 7 (formats as annotations, as 2020-12 does by default); any other schema
+//! is compiled as it declares.
 
 use serde_json::Value;
 
 use crate::RuntimeError;
 
-/// A compiled config schema.
+/// A config schema known to compile.
 pub struct ConfigSchema {
     schema: Value,
-    validator: jsonschema::Validator,
 }
 
 impl std::fmt::Debug for ConfigSchema {
@@ -23,9 +34,8 @@ impl ConfigSchema {
     /// Compiles a schema. Only local references resolve (no network, no files): the runtime is
     /// built without jsonschema's resolver features.
     pub fn new(schema: Value) -> Result<Self, RuntimeError> {
-        let validator = jsonschema::validator_for(&schema)
-            .map_err(|e| RuntimeError::Manifest(format!("config schema is not valid: {e}")))?;
-        Ok(Self { schema, validator })
+        compile(&schema)?;
+        Ok(Self { schema })
     }
 
     /// Parses JSON text and compiles it.
@@ -59,8 +69,8 @@ impl ConfigSchema {
                 }
             }
         }
-        let errors: Vec<String> = self
-            .validator
+        let validator = compile(&self.schema)?;
+        let errors: Vec<String> = validator
             .iter_errors(&config)
             .map(|e| {
                 let path = e.instance_path.to_string();
@@ -118,6 +128,77 @@ impl ConfigSchema {
         }
         errors
     }
+}
+
+/// Keywords that are new since draft 7, mean something else there, or are dropped after it
+/// (draft 7 ignores `$ref`'s siblings; 2020-12 ignores `dependencies` and `additionalItems`).
+/// Matched as any object key (a property of that name too): over-matching only costs memory.
+pub(crate) const DRAFT_SENSITIVE_KEYWORDS: &[&str] = &[
+    "$schema",
+    "$ref",
+    "$id",
+    "$defs",
+    "definitions",
+    "$anchor",
+    "$dynamicRef",
+    "$dynamicAnchor",
+    "$recursiveRef",
+    "$recursiveAnchor",
+    "$vocabulary",
+    "prefixItems",
+    "additionalItems",
+    "unevaluatedProperties",
+    "unevaluatedItems",
+    "dependentRequired",
+    "dependentSchemas",
+    "dependencies",
+    "minContains",
+    "maxContains",
+    "contentSchema",
+];
+
+const NEWER_DRAFTS: &[&str] = &[
+    "https://json-schema.org/draft/2020-12/schema",
+    "https://json-schema.org/draft/2019-09/schema",
+];
+
+/// True when `schema` declares 2020-12 or 2019-09 (or nothing: jsonschema's default is
+/// 2020-12) and validates the same under draft 7.
+fn draft7_equivalent(schema: &Value) -> bool {
+    let newer = match schema.get("$schema") {
+        None => true,
+        Some(Value::String(uri)) => NEWER_DRAFTS.contains(&uri.trim_end_matches('#')),
+        Some(_) => false,
+    };
+    fn sensitive(v: &Value, top: bool) -> bool {
+        match v {
+            Value::Object(m) => m.iter().any(|(k, v)| {
+                (DRAFT_SENSITIVE_KEYWORDS.contains(&k.as_str()) && !(top && k == "$schema"))
+                    || (k == "items" && v.is_array())
+                    || sensitive(v, false)
+            }),
+            Value::Array(a) => a.iter().any(|v| sensitive(v, false)),
+            _ => false,
+        }
+    }
+    newer && !sensitive(schema, true)
+}
+
+/// Compiles `schema` (checked against its meta-schema first).
+fn compile(schema: &Value) -> Result<jsonschema::Validator, RuntimeError> {
+    let compiled = if draft7_equivalent(schema) {
+        let mut plain = schema.clone();
+        if let Value::Object(m) = &mut plain {
+            m.remove("$schema");
+        }
+        jsonschema::options()
+            .with_draft(jsonschema::Draft::Draft7)
+            .should_validate_formats(false)
+            .build(&plain)
+    } else {
+        jsonschema::validator_for(schema)
+    };
+    compiled.map_err(|e| RuntimeError::Manifest(format!("config schema is not valid: {e}")))
 }
 
 fn check_choice(
@@ -242,6 +323,62 @@ mod tests {
         assert!(msg.contains("/max_queue"), "{msg}");
         assert!(msg.contains("/tags/0"), "{msg}");
         assert!(msg.contains("extra"), "{msg}");
+    }
+
+    #[test]
+    fn validation_without_a_kept_validator_is_repeatable() {
+        // The schema is compiled per `apply` (no validator held between calls): results do not
+        // depend on earlier calls.
+        let s = schema();
+        for _ in 0..3 {
+            assert!(s.apply(&json!({ "max_queue": 0 })).is_err());
+            assert_eq!(
+                s.apply(&json!({ "endpoint": "x" })).unwrap(),
+                json!({ "endpoint": "x", "max_queue": 4 })
+            );
+        }
+    }
+
+    #[test]
+    fn plain_newer_draft_schemas_compile_as_draft7_and_the_rest_as_declared() {
+        let plain = json!({
+            "$schema": "https://json-schema.org/draft/2020-12/schema",
+            "type": "object",
+            "properties": { "n": { "type": "integer", "minimum": 1 }, "e": { "format": "email" } }
+        });
+        assert!(draft7_equivalent(&plain));
+        assert!(draft7_equivalent(&json!({ "type": "object" })));
+        let s = ConfigSchema::new(plain).unwrap();
+        assert!(s.apply(&json!({ "n": 0 })).is_err());
+        // Formats stay annotations, as in 2020-12.
+        assert!(s.apply(&json!({ "e": "not an email" })).is_ok());
+
+        for keyword in [
+            "prefixItems",
+            "$ref",
+            "$defs",
+            "dependentRequired",
+            "dependencies",
+        ] {
+            let v = json!({ "properties": { "a": { keyword: [] } } });
+            assert!(!draft7_equivalent(&v), "{keyword}");
+        }
+        assert!(!draft7_equivalent(
+            &json!({ "$schema": "http://json-schema.org/draft-07/schema#" })
+        ));
+        assert!(!draft7_equivalent(
+            &json!({ "items": [{ "type": "string" }] })
+        ));
+
+        // A schema that needs 2020-12 still gets it: prefixItems is enforced.
+        let tuple = ConfigSchema::new(json!({
+            "$schema": "https://json-schema.org/draft/2020-12/schema",
+            "type": "object",
+            "properties": { "pair": { "prefixItems": [{ "type": "string" }, { "type": "integer" }] } }
+        }))
+        .unwrap();
+        assert!(tuple.apply(&json!({ "pair": ["a", 1] })).is_ok());
+        assert!(tuple.apply(&json!({ "pair": ["a", "b"] })).is_err());
     }
 
     #[test]
