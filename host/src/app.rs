@@ -174,6 +174,9 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         overlay.clone(),
         models.clone(),
     );
+    // One set of workshop rules (and client id claims) for the prompt path and the routes; it
+    // also hears which files ComfyUI announces for each prompt.
+    let isolation = crate::isolation::Isolation::new(identity.clone(), store.clone());
     let executed = crate::outputs::executed_tap::ExecutedTap::spawn(
         outputs.clone(),
         jobs.clone(),
@@ -187,6 +190,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
             Arc::new(overlay.clone()),
             Arc::new(executed),
             Arc::new(crate::jobs_start_tap::JobStartTap(jobs.clone())),
+            Arc::new(isolation.announced_files()),
         ],
     )?;
     overlay.set_proxy(proxy.clone());
@@ -207,8 +211,6 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     })
     .context("resuming remote jobs")?;
     interceptor.set_remote(remote.clone());
-    // One set of workshop rules (and client id claims) for the prompt path and the routes.
-    let isolation = crate::isolation::Isolation::new(identity.clone(), store.clone());
     interceptor.set_isolation(isolation.clone());
     let poison = crate::poison::PoisonGuard::new(store.clone());
     jobs.set_poison(poison.clone());

@@ -1,7 +1,7 @@
 //! Issue 18 (part A) through the real binary: two workshop users (alice, bob), an anonymous
 //! client and the admin. Each sees and controls only their own queue entries, jobs and history;
 //! interrupt, delete, clear, cancel and free act only on what the caller owns; prompt ids are
-//! unique per host; another user's output images are not served by `/view`; odd `POST /prompt` bodies are refused in ComfyUI's shape before ComfyUI;
+//! unique per host; another user's output and preview images are not served by `/view`; odd `POST /prompt` bodies are refused in ComfyUI's shape before ComfyUI;
 //! `POST /history {clear|delete}` works (owner-filtered); sign-in required redirects the page
 //! and refuses anonymous API use. Saved workflows and settings are per user (ComfyUI's
 //! `--multi-user`, the host picks the `comfy-user`), shared again with isolation off.
@@ -1055,6 +1055,80 @@ async fn isolation_off_shares_saved_workflows_as_before() {
         )
         .await
         .0,
+        200
+    );
+}
+
+/// A `PreviewImage` writes to ComfyUI's `temp` folder, which the store does not record: the
+/// host learns the file from the `executed` message on the owner's page and `/view` serves it
+/// to her and to admins only.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn another_users_preview_images_are_not_served() {
+    use futures::StreamExt;
+    use tokio_tungstenite::tungstenite::Message;
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+    let host = Host::builder().start().await;
+    let alice = create_user(&host, "alice").await;
+    let bob = create_user(&host, "bob").await;
+    workshop(&host, json!({"sign_in_required": false})).await;
+    let client_id = "c3f1b2a4-0000-4000-8000-00000000a11c";
+    let mut req = host
+        .ws_url(&format!("/ws?clientId={client_id}"))
+        .into_client_request()
+        .expect("request");
+    req.headers_mut().insert(
+        "authorization",
+        format!("Bearer {alice}").parse().expect("header"),
+    );
+    let (mut ws, _) = tokio_tungstenite::connect_async(req).await.expect("ws");
+    let workflow = json!({
+        "1": {"class_type": "EmptyImage", "inputs": {"width": 8, "height": 8, "batch_size": 1, "color": 0}},
+        "2": {"class_type": "PreviewImage", "inputs": {"images": ["1", 0]}}
+    });
+    let (status, v) = send(
+        &host,
+        As::Token(&alice),
+        "POST",
+        "/prompt",
+        Some(json!({"prompt": workflow, "client_id": client_id})),
+    )
+    .await;
+    assert_eq!(status, 200, "{v}");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let image = loop {
+        assert!(
+            Instant::now() < deadline,
+            "no executed message with the preview"
+        );
+        let Ok(Some(Ok(Message::Text(t)))) =
+            tokio::time::timeout(Duration::from_secs(5), ws.next()).await
+        else {
+            continue;
+        };
+        let m: Value = serde_json::from_str(&t).unwrap_or_default();
+        if m["type"] == "executed" && m["data"]["node"] == "2" {
+            break m["data"]["output"]["images"][0].clone();
+        }
+    };
+    assert_eq!(image["type"], "temp", "{image}");
+    let view = format!(
+        "/view?filename={}&subfolder={}&type=temp",
+        image["filename"].as_str().expect("filename"),
+        image["subfolder"].as_str().unwrap_or("")
+    );
+    assert_eq!(
+        send(&host, As::Token(&bob), "GET", &view, None).await.0,
+        404
+    );
+    assert_eq!(send(&host, As::Anonymous, "GET", &view, None).await.0, 404);
+    assert_eq!(
+        send(&host, As::Token(&alice), "GET", &view, None).await.0,
+        200
+    );
+    assert_eq!(
+        send(&host, As::Token(ADMIN_TOKEN), "GET", &view, None)
+            .await
+            .0,
         200
     );
 }

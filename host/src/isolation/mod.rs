@@ -10,6 +10,7 @@
 //! `POST /prompt` bodies in [`body_check`], per-user saved workflows and settings (ComfyUI's
 //! `--multi-user`) in [`comfy_users`].
 
+pub mod announced_files;
 pub mod body_check;
 pub mod client_ids;
 pub mod comfy_users;
@@ -63,6 +64,7 @@ pub struct Isolation {
     identity: Identity,
     store: Store,
     client_ids: client_ids::ClientIds,
+    announced: announced_files::AnnouncedFiles,
 }
 
 impl Isolation {
@@ -71,7 +73,13 @@ impl Isolation {
             identity,
             store,
             client_ids: client_ids::ClientIds::default(),
+            announced: announced_files::AnnouncedFiles::default(),
         }
+    }
+
+    /// The files ComfyUI announced per prompt; also the proxy tap that records them.
+    pub fn announced_files(&self) -> announced_files::AnnouncedFiles {
+        self.announced.clone()
     }
 
     /// Claims a client id for the caller; whether the caller may use it (always, with
@@ -114,6 +122,7 @@ impl Isolation {
             caller,
             all,
             store: self.store.clone(),
+            announced: self.announced.clone(),
         }
     }
 }
@@ -125,6 +134,7 @@ pub struct Scope {
     /// Admin, or isolation is off.
     pub all: bool,
     store: Store,
+    announced: announced_files::AnnouncedFiles,
 }
 
 impl Scope {
@@ -150,7 +160,11 @@ impl Scope {
         if self.all {
             return true;
         }
-        match files::prompt_of(&self.store, filename, subfolder, folder_type) {
+        let prompt = self
+            .announced
+            .prompt_of(folder_type, subfolder, filename)
+            .or_else(|| files::prompt_of(&self.store, filename, subfolder, folder_type));
+        match prompt {
             Some(prompt_id) => self.owns(&prompt_id),
             None => true,
         }
@@ -230,6 +244,7 @@ mod tests {
             caller,
             all,
             store: iso.store.clone(),
+            announced: iso.announced.clone(),
         }
     }
 
