@@ -513,14 +513,8 @@ async fn the_prompt_enhance_form_saves_as_shown_and_refuses_a_misspelled_style()
         .start()
         .await;
     let mut b = Browser::launch(&pre.chromium).await;
-    b.navigate(&host.url("/comfyhost/")).await;
-    b.wait_for(
-        "the sign-in form",
-        "!!document.getElementById('login')",
-        Duration::from_secs(20),
-    )
-    .await;
-    b.eval(&format!("document.getElementById('token').value = '{ADMIN_TOKEN}'; document.getElementById('login').requestSubmit(); true")).await;
+    b.sign_in_dashboard(&host.url("/comfyhost/"), ADMIN_TOKEN)
+        .await;
     b.wait_for(
         "the plugins table",
         "!!document.querySelector('#plugins-table tr[data-plugin=\"prompt-enhance\"]')",
@@ -615,14 +609,8 @@ async fn the_outputs_page_says_why_sync_does_not_run() {
     let dir = crate::support::wasm::first_party_plugin("output-sync", tmp.path());
     let host = Host::builder().plugin_dir(dir).start().await;
     let mut b = Browser::launch(&pre.chromium).await;
-    b.navigate(&host.url("/comfyhost/")).await;
-    b.wait_for(
-        "the sign-in form",
-        "!!document.getElementById('login')",
-        Duration::from_secs(20),
-    )
-    .await;
-    b.eval(&format!("document.getElementById('token').value = '{ADMIN_TOKEN}'; document.getElementById('login').requestSubmit(); true")).await;
+    b.sign_in_dashboard(&host.url("/comfyhost/"), ADMIN_TOKEN)
+        .await;
     b.wait_for(
         "the plugins table",
         "document.querySelector('#plugins-table tr[data-plugin=\"output-sync\"]')?.innerText.includes('needs_approval')",

@@ -25,14 +25,8 @@ async fn browser_trust_policy_and_shadow_comparison() {
     let host = Host::builder().start().await;
     let mut b = Browser::launch(&pre.chromium).await;
 
-    b.navigate(&host.url("/comfyhost/")).await;
-    b.wait_for(
-        "the sign-in form",
-        "!!document.getElementById('login')",
-        Duration::from_secs(20),
-    )
-    .await;
-    b.eval(&format!("document.getElementById('token').value = '{ADMIN_TOKEN}'; document.getElementById('login').requestSubmit(); true")).await;
+    b.sign_in_dashboard(&host.url("/comfyhost/"), ADMIN_TOKEN)
+        .await;
     b.wait_for(
         "the plugins page",
         "!!document.getElementById('plugins-table')",

@@ -15,14 +15,8 @@ async fn browser_users_page_creates_one_and_many_with_a_token_sheet() {
     };
     let host = Host::builder().start().await;
     let mut b = Browser::launch(&pre.chromium).await;
-    b.navigate(&host.url("/comfyhost/")).await;
-    b.wait_for(
-        "the sign-in form",
-        "!!document.getElementById('login')",
-        Duration::from_secs(20),
-    )
-    .await;
-    b.eval(&format!("document.getElementById('token').value = '{ADMIN_TOKEN}'; document.getElementById('login').requestSubmit(); true")).await;
+    b.sign_in_dashboard(&host.url("/comfyhost/"), ADMIN_TOKEN)
+        .await;
     b.wait_for(
         "signed in",
         "!!document.getElementById('logout')",

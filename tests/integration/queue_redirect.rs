@@ -87,15 +87,6 @@ async fn wait_backends_healthy(host: &Host, names: &[&str]) {
     }
 }
 
-async fn create_user(host: &Host, id: &str) -> String {
-    let r = host
-        .admin_post("/comfyhost/api/users", json!({"id": id}))
-        .await;
-    assert_eq!(r.status().as_u16(), 201);
-    let v: Value = r.json().await.expect("json");
-    v["token"].as_str().expect("token").to_string()
-}
-
 async fn connect(host: &Host, client_id: &str) -> Ws {
     let (mut ws, _) =
         tokio_tungstenite::connect_async(host.ws_url(&format!("/ws?clientId={client_id}")))
@@ -192,7 +183,7 @@ async fn routes_by_rule_and_results_come_back_to_the_browser() {
     .await;
     let host = &s.host;
     wait_backends_healthy(host, &["a", "b"]).await;
-    let alice = create_user(host, "alice").await;
+    let alice = host.create_user("alice").await;
     // Anonymous visitors stay welcome here (sign-in is required by default once users exist).
     let r = Host::client()
         .put(host.url("/comfyhost/api/workshop"))
@@ -794,8 +785,8 @@ async fn one_user_cannot_starve_another_in_the_local_queue() {
         .arg("--comfyui-arg=250")
         .start()
         .await;
-    let flood = create_user(&host, "flood").await;
-    let late = create_user(&host, "late").await;
+    let flood = host.create_user("flood").await;
+    let late = host.create_user("late").await;
     // One socket watches both users' prompts: a trusted room (workshop isolation off).
     let r = Host::client()
         .put(host.url("/comfyhost/api/workshop"))

@@ -51,15 +51,6 @@ async fn get(host: &Host, who: As<'_>, path: &str) -> Value {
     v
 }
 
-async fn create_user(host: &Host, id: &str) -> String {
-    let r = host
-        .admin_post("/comfyhost/api/users", json!({"id": id}))
-        .await;
-    assert_eq!(r.status().as_u16(), 201);
-    let v: Value = r.json().await.expect("json");
-    v["token"].as_str().expect("token").to_string()
-}
-
 async fn workshop(host: &Host, settings: Value) {
     let r = Host::client()
         .put(host.url("/comfyhost/api/workshop"))
@@ -130,8 +121,8 @@ fn sorted(mut v: Vec<String>) -> Vec<String> {
 
 /// Queue, jobs API, interrupt, delete, clear, cancel, free and prompt-id reuse.
 async fn queue_and_commands(host: &Host, current: bool) {
-    let alice = create_user(host, "alice").await;
-    let bob = create_user(host, "bob").await;
+    let alice = host.create_user("alice").await;
+    let bob = host.create_user("bob").await;
     // Anonymous visitors are one more user here.
     workshop(host, json!({"sign_in_required": false})).await;
     let (a, b, n, admin) = (
@@ -303,8 +294,8 @@ async fn queue_and_commands(host: &Host, current: bool) {
 
 /// History (GET, one entry, POST clear/delete) per user; isolation off relaxes it.
 async fn history_per_user(host: &Host) {
-    let alice = create_user(host, "hist-alice").await;
-    let bob = create_user(host, "hist-bob").await;
+    let alice = host.create_user("hist-alice").await;
+    let bob = host.create_user("hist-bob").await;
     workshop(host, json!({"sign_in_required": false})).await;
     let (a, b, n, admin) = (
         As::Token(&alice),
@@ -428,7 +419,7 @@ async fn history_is_per_user_and_post_history_clears_only_your_own() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn odd_prompt_bodies_are_refused_before_comfyui() {
     let host = Host::builder().start().await;
-    let student = create_user(&host, "student").await;
+    let student = host.create_user("student").await;
     let wf = empty_image_workflow("odd");
     let bodies = [
         json!({"prompt": wf, "client_id": 777, "number": -100}).to_string(),
@@ -529,7 +520,7 @@ async fn sign_in_required_sends_browsers_to_the_sign_in_page() {
     );
 
     // With a user, sign-in is required by default.
-    let student = create_user(&host, "student").await;
+    let student = host.create_user("student").await;
     let settings = host.admin_get("/comfyhost/api/workshop").await;
     assert_eq!(
         settings["effective"]["sign_in_required"], true,
@@ -667,8 +658,8 @@ async fn socket_sid(host: &Host, client_id: &str, token: Option<&str>) -> String
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_client_id_belongs_to_the_user_who_first_used_it() {
     let host = Host::builder().start().await;
-    let alice = create_user(&host, "alice").await;
-    let bob = create_user(&host, "bob").await;
+    let alice = host.create_user("alice").await;
+    let bob = host.create_user("bob").await;
     assert_eq!(
         socket_sid(&host, "alice-page", Some(&alice)).await,
         "alice-page"
@@ -749,8 +740,8 @@ const WF: &str = "/api/userdata/workflows%2Fmine.json";
 
 async fn user_data_per_user(host: &Host, current: bool) {
     use reqwest::Method;
-    let alice = create_user(host, "alice").await;
-    let bob = create_user(host, "bob").await;
+    let alice = host.create_user("alice").await;
+    let bob = host.create_user("bob").await;
     workshop(host, json!({"sign_in_required": false})).await;
     let (a, b) = (As::Token(&alice), As::Token(&bob));
 
@@ -998,8 +989,8 @@ async fn saved_workflows_and_settings_are_per_user_on_0_3_64() {
 async fn isolation_off_shares_saved_workflows_as_before() {
     use reqwest::Method;
     let host = Host::builder().start().await;
-    let alice = create_user(&host, "alice").await;
-    let bob = create_user(&host, "bob").await;
+    let alice = host.create_user("alice").await;
+    let bob = host.create_user("bob").await;
     workshop(&host, json!({"isolation": false})).await;
     let (s, _) = raw(
         &host,
@@ -1068,8 +1059,8 @@ async fn another_users_preview_images_are_not_served() {
     use tokio_tungstenite::tungstenite::Message;
     use tokio_tungstenite::tungstenite::client::IntoClientRequest;
     let host = Host::builder().start().await;
-    let alice = create_user(&host, "alice").await;
-    let bob = create_user(&host, "bob").await;
+    let alice = host.create_user("alice").await;
+    let bob = host.create_user("bob").await;
     workshop(&host, json!({"sign_in_required": false})).await;
     let client_id = "c3f1b2a4-0000-4000-8000-00000000a11c";
     let mut req = host

@@ -181,7 +181,7 @@ async fn sign_out_everywhere_ends_own_sessions_for_users_and_all_for_admins() {
 async fn a_new_admin_token_ends_the_sessions_of_the_old_one() {
     const ROTATED: &str = "rotated-admin-token-9876543210";
     let mut host = Host::builder().start().await;
-    let alice_token = create_user(&host, "alice").await;
+    let alice_token = host.create_user("alice").await;
     let (admin, _) = login(&host, ADMIN_TOKEN).await;
     let (alice, _) = login(&host, &alice_token).await;
     assert_eq!(whoami(&host, &admin).await, 200);
@@ -287,15 +287,6 @@ fn chain_workflow(depth: usize, prefix: &str) -> Value {
     Value::Object(w)
 }
 
-async fn create_user(host: &Host, id: &str) -> String {
-    let r = host
-        .admin_post("/comfyhost/api/users", json!({"id": id}))
-        .await;
-    assert_eq!(r.status().as_u16(), 201);
-    let v: Value = r.json().await.expect("json");
-    v["token"].as_str().expect("token").to_string()
-}
-
 async fn submit_as(host: &Host, token: &str, body: Value) -> (u16, Value, Option<String>) {
     let r = Host::client()
         .post(host.url("/prompt"))
@@ -332,8 +323,8 @@ async fn wait_quarantined(host: &Host, n: usize) -> Value {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_crashing_workflow_is_quarantined_and_comfyui_stays_up_for_others() {
     let host = Host::builder().start().await;
-    let mallory = create_user(&host, "mallory").await;
-    let alice = create_user(&host, "alice").await;
+    let mallory = host.create_user("mallory").await;
+    let alice = host.create_user("alice").await;
     // Five different crashing workflows in a row: five crashes well within the supervisor's
     // crash-loop window, which used to leave it `failed` (503 for everyone).
     for k in 0..5 {
@@ -401,7 +392,7 @@ async fn a_crashing_workflow_is_quarantined_and_comfyui_stays_up_for_others() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn per_user_limits_name_the_limit_and_when_to_retry() {
     let host = Host::builder().start().await;
-    let student = create_user(&host, "student").await;
+    let student = host.create_user("student").await;
     let r = Host::client()
         .put(host.url("/comfyhost/api/limits"))
         .bearer_auth(ADMIN_TOKEN)

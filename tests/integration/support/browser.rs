@@ -280,6 +280,21 @@ impl Browser {
             .count()
     }
 
+    /// Opens the dashboard page `url` and signs in with `token` through its form.
+    pub async fn sign_in_dashboard(&mut self, url: &str, token: &str) {
+        self.navigate(url).await;
+        self.wait_for(
+            "the sign-in form",
+            "!!document.getElementById('login')",
+            Duration::from_secs(20),
+        )
+        .await;
+        self.eval(&format!(
+            "document.getElementById('token').value = '{token}'; document.getElementById('login').requestSubmit(); true"
+        ))
+        .await;
+    }
+
     pub async fn navigate(&mut self, url: &str) {
         self.call("Page.navigate", json!({"url": url})).await;
     }

@@ -120,6 +120,16 @@ impl Host {
             .expect("request")
     }
 
+    /// Creates a workshop user through the admin API; returns its token (shown once).
+    pub async fn create_user(&self, id: &str) -> String {
+        let r = self
+            .admin_post("/comfyhost/api/users", serde_json::json!({"id": id}))
+            .await;
+        assert_eq!(r.status().as_u16(), 201, "create user {id}");
+        let v: serde_json::Value = r.json().await.expect("json");
+        v["token"].as_str().expect("token").to_string()
+    }
+
     /// ComfyUI state as the host reports it.
     pub async fn comfy_state(&self) -> serde_json::Value {
         self.admin_get("/comfyhost/api/comfyui").await
