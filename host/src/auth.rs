@@ -7,7 +7,7 @@
 use std::path::Path;
 
 use axum::extract::{Request, State};
-use axum::http::{Method, StatusCode, header};
+use axum::http::{HeaderMap, Method, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use sha2::{Digest, Sha256};
@@ -112,6 +112,21 @@ impl AdminAuth {
     }
 }
 
+/// Whether the request carries the session's CSRF token in `X-CSRF-Token` (compared in
+/// constant time).
+pub fn csrf_ok(headers: &HeaderMap, csrf: &str) -> bool {
+    let presented = headers
+        .get(CSRF_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    presented.len() == csrf.len()
+        && presented
+            .bytes()
+            .zip(csrf.bytes())
+            .fold(0u8, |acc, (a, b)| acc | (a ^ b))
+            == 0
+}
+
 /// Middleware for admin-only routes. Accepted: `Authorization: Bearer <admin token>` (or an
 /// admin user's token), or an admin's session cookie; with a cookie, every state-changing
 /// request must also carry the session's CSRF token in `X-CSRF-Token`. Anonymous requests get
@@ -156,25 +171,13 @@ pub async fn require_admin(State(identity): State<Identity>, req: Request, next:
     let safe = matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS);
     if let Credential::Session { csrf, .. } = &cred
         && !safe
+        && !csrf_ok(req.headers(), csrf)
     {
-        let presented = req
-            .headers()
-            .get(CSRF_HEADER)
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or("");
-        let ok = presented.len() == csrf.len()
-            && presented
-                .bytes()
-                .zip(csrf.bytes())
-                .fold(0u8, |acc, (a, b)| acc | (a ^ b))
-                == 0;
-        if !ok {
-            return error(
-                StatusCode::FORBIDDEN,
-                "csrf",
-                "missing or wrong X-CSRF-Token for a signed-in change",
-            );
-        }
+        return error(
+            StatusCode::FORBIDDEN,
+            "csrf",
+            "missing or wrong X-CSRF-Token for a signed-in change",
+        );
     }
     next.run(req).await
 }

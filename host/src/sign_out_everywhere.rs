@@ -11,7 +11,7 @@ use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
 use crate::state::AppState;
-use crate::users::{CSRF_HEADER, Credential, SESSION_COOKIE};
+use crate::users::{Credential, SESSION_COOKIE};
 
 fn error(status: StatusCode, kind: &str, message: &str) -> Response {
     (
@@ -25,24 +25,14 @@ pub async fn handler(State(s): State<AppState>, headers: HeaderMap) -> Response 
     let Some(cred) = s.identity.credential(&headers) else {
         return error(StatusCode::UNAUTHORIZED, "unauthorized", "not signed in");
     };
-    if let Credential::Session { csrf, .. } = &cred {
-        let presented = headers
-            .get(CSRF_HEADER)
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or("");
-        let ok = presented.len() == csrf.len()
-            && presented
-                .bytes()
-                .zip(csrf.bytes())
-                .fold(0u8, |acc, (a, b)| acc | (a ^ b))
-                == 0;
-        if !ok {
-            return error(
-                StatusCode::FORBIDDEN,
-                "csrf",
-                "missing or wrong X-CSRF-Token for a signed-in change",
-            );
-        }
+    if let Credential::Session { csrf, .. } = &cred
+        && !crate::auth::csrf_ok(&headers, csrf)
+    {
+        return error(
+            StatusCode::FORBIDDEN,
+            "csrf",
+            "missing or wrong X-CSRF-Token for a signed-in change",
+        );
     }
     let user = cred.user();
     let (result, scope) = if user.is_admin {
